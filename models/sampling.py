@@ -1,0 +1,37 @@
+"""Latents -> uint8 images, the one way both the trainer's samples and the service render.
+
+Batch independence: on CPU, a convolution's float result for one sample can change in the
+last bit with the batch size (GEMM remainder paths for sizes that are not a multiple of 8). We
+pad every forward to a multiple of ``PAD_MULTIPLE`` rows, which makes a latent's pixels a pure
+function of the latent, whatever batch it shares and wherever it sits in it (tests prove it).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from models.dcgan import Generator
+
+PAD_MULTIPLE = 8
+
+
+def padded_rows(n: int, multiple: int = PAD_MULTIPLE) -> int:
+    """Rows a forward of ``n`` latents actually computes."""
+    return -(-n // multiple) * multiple
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) in [-1, 1] -> (N, H, W, C) uint8, rounded; done on the device before the host copy."""
+    return (images * 127.5 + 128.0).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+
+
+@torch.inference_mode()
+def render(generator: Generator, z: torch.Tensor) -> torch.Tensor:
+    """Latents (N, nz) -> images (N, H, W, C) uint8 on the CPU. ``generator`` must be in eval mode."""
+    if generator.training:
+        raise RuntimeError("render() needs an eval-mode generator (train-mode BatchNorm mixes the batch)")
+    n = z.shape[0]
+    device = next(generator.parameters()).device
+    z = F.pad(z, (0, 0, 0, padded_rows(n) - n)).to(device, non_blocking=True)  # (N', nz)
+    return to_uint8(generator(z)[:n]).cpu()
