@@ -13,6 +13,7 @@ import argparse
 import pickle
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -27,7 +28,9 @@ _KEY = re.compile(r"^main\.\d+\.(weight|bias|running_mean|running_var|num_batche
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Load a plain tensor state_dict without executing pickled code; strip DataParallel prefixes."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols; we refuse or accept anyway
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: refused: not a plain tensor state_dict ({first})") from None

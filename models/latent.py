@@ -102,9 +102,6 @@ def arithmetic(terms: Sequence[tuple[float, torch.Tensor]]) -> torch.Tensor:
     """
     if not terms:
         raise ValueError("arithmetic needs at least one term")
-    total = torch.zeros_like(terms[0][1][0])
-    for weight, exemplars in terms:
-        if exemplars.dim() != 2 or exemplars.shape[0] == 0:
-            raise ValueError("each term needs a non-empty (k, nz) tensor of exemplars")
-        total = total + float(weight) * exemplars.mean(dim=0)
-    return total
+    if any(exemplars.dim() != 2 or exemplars.shape[0] == 0 for _, exemplars in terms):
+        raise ValueError("each term needs a non-empty (k, nz) tensor of exemplars")
+    return torch.stack([float(weight) * exemplars.mean(dim=0) for weight, exemplars in terms]).sum(dim=0)
