@@ -1,0 +1,107 @@
+"""``dcgan-train`` / ``python -m training``: options -> one TrainConfig -> a run dir.
+
+Every value is validated (by TrainConfig and the device check) before any data is read.
+Under ``torchrun --nproc_per_node=N`` the same command trains with DDP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+
+from training.config import DATASETS, DEVICES, TrainConfig
+
+HELP = {
+    "data": "image folder (searched recursively) or CelebA root",
+    "batch_size": "global batch size (split over torchrun processes)",
+    "steps": "total optimizer steps (exclusive with --epochs)",
+    "epochs": "passes over the data; default 5 when --steps is not given",
+    "ema_decay": "per-step decay of the EMA generator",
+    "out": "run directory: config.json, log.jsonl, samples/, state.safetensors, generator.safetensors",
+    "resume": "continue the run in --out from its state.safetensors",
+    "amp": "bf16 autocast (CUDA only)",
+    "compile": "torch.compile G and D",
+    "channels_last": "channels-last memory format",
+    "bn_recal_samples": "random latents used to recompute BatchNorm statistics before export",
+    "export": "also write the final generator export to this path",
+    "cache_dir": "decoded-image cache (default $XDG_CACHE_HOME/dcgan-faces)",
+    "synthetic_size": "images in --dataset synthetic",
+    "tensorboard": "write TensorBoard events to OUT/tb",
+}
+CHOICES = {"dataset": DATASETS, "device": DEVICES}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dcgan-train",
+        description="Train a DCGAN face generator; writes a run dir and a generator export.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    for f in fields(TrainConfig):
+        flag, default = "--" + f.name.replace("_", "-"), f.default
+        if f.name == "tensorboard":
+            parser.add_argument(
+                "--no-tensorboard", dest="tensorboard", action="store_false", help="do not " + HELP[f.name]
+            )
+        elif isinstance(default, bool):
+            parser.add_argument(flag, action="store_true", help=HELP.get(f.name, " "))
+        else:
+            kind = float if isinstance(default, float) else int if f.name in _INTS else str
+            parser.add_argument(
+                flag, type=kind, default=default, choices=CHOICES.get(f.name), help=HELP.get(f.name, " ")
+            )
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved config as JSON and exit")
+    return parser
+
+
+_INTS = {
+    "image_size",
+    "nz",
+    "ngf",
+    "ndf",
+    "batch_size",
+    "steps",
+    "epochs",
+    "seed",
+    "log_every",
+    "sample_every",
+    "checkpoint_every",
+    "bn_recal_samples",
+    "synthetic_size",
+}
+
+
+def parse_config(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
+    """argv -> (validated config, dry_run). Exits with status 2 and a message naming the option on bad input."""
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
+    dry_run = args.pop("dry_run")
+    try:
+        return TrainConfig(**args), dry_run
+    except ValueError as e:
+        parser.error(str(e))
+    raise AssertionError("unreachable")  # parser.error exits
+
+
+def main(argv: list[str] | None = None) -> int:
+    config, dry_run = parse_config(argv)
+    if dry_run:
+        print(config.to_json())
+        return 0
+    from training.distributed import init_distributed, shutdown  # heavy imports only when training
+    from training.trainer import train
+
+    try:
+        info, device = init_distributed(config.device)
+    except ValueError as e:
+        print(f"dcgan-train: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        train(config, info, device)
+    except ValueError as e:  # bad data or resume mismatch: a message naming the option, not a traceback
+        print(f"dcgan-train: error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        shutdown(info)
+    return 0

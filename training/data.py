@@ -1,0 +1,175 @@
+"""Training images: every dataset becomes one uint8 tensor (N, 3, S, S), decoded once.
+
+Folder and CelebA images are resized (short side to S) and centre-cropped as in the PyTorch
+tutorial, then cached on disk as a ``.npy`` file keyed by the file list and size, so a second run
+(or a resumed one) skips decoding. Unreadable files are skipped and counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from training.config import TrainConfig
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm"})
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Decoded training images and what the log and the export's provenance say about them."""
+
+    images: torch.Tensor  # (N, 3, S, S) uint8
+    name: str  # dataset name for provenance
+    content_hash: str  # sha256 of the decoded pixels
+    skipped: int = 0  # files with an image extension that could not be decoded
+    ignored: int = 0  # files without an image extension
+
+
+def load_images(config: TrainConfig) -> ImageSet:
+    """Build (or reuse from the cache) the image set ``config`` names. Raises ValueError naming the option."""
+    if config.dataset == "synthetic":
+        images = synthetic_images(config.synthetic_size, config.image_size, config.seed)
+        return ImageSet(images, "synthetic", _hash(images))
+    if config.dataset == "lfw-sample":
+        images = lfw_sample_images(config.image_size)
+        return ImageSet(images, "lfw-sample", _hash(images))
+    assert config.data is not None  # TrainConfig requires --data for folder and celeba
+    root = celeba_root(Path(config.data)) if config.dataset == "celeba" else Path(config.data)
+    return folder_images(root, config.image_size, _cache_dir(config), name=config.dataset)
+
+
+def celeba_root(path: Path) -> Path:
+    """The ``img_align_celeba`` folder of a CelebA download or of a torchvision ``CelebA`` root."""
+    for candidate in (path, path / "img_align_celeba", path / "celeba" / "img_align_celeba"):
+        if candidate.name == "img_align_celeba" and candidate.is_dir():
+            return candidate
+    raise ValueError(f"--data {path}: no img_align_celeba/ folder found (expected the CelebA layout)")
+
+
+def folder_images(root: Path, size: int, cache_dir: Path, name: str = "folder") -> ImageSet:
+    """Every image under ``root`` (recursively), decoded to (N, 3, size, size) uint8 via the disk cache."""
+    if not root.is_dir():
+        raise ValueError(f"--data {root}: not a directory")
+    all_files = sorted(p for p in root.rglob("*") if p.is_file())
+    files = [p for p in all_files if p.suffix.lower() in IMAGE_EXTENSIONS]
+    if not files:
+        raise ValueError(f"--data {root}: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) found")
+    key = _cache_key(root, files, size)
+    stem = cache_dir / f"{name}-{size}-{key[:20]}"
+    if not (stem.with_suffix(".json").is_file() and stem.with_suffix(".npy").is_file()):
+        _build_cache(files, size, stem)
+    meta = json.loads(stem.with_suffix(".json").read_text())
+    pixels = np.load(stem.with_suffix(".npy"), mmap_mode="r")[: meta["count"]]  # (N, 3, S, S)
+    if meta["count"] == 0:
+        raise ValueError(f"--data {root}: none of the {len(files)} image files could be decoded")
+    images = torch.from_numpy(np.ascontiguousarray(pixels))
+    return ImageSet(images, name, meta["content_hash"], meta["skipped"], len(all_files) - len(files))
+
+
+def _cache_key(root: Path, files: list[Path], size: int) -> str:
+    h = hashlib.sha256(f"v{CACHE_VERSION} size={size}\n".encode())
+    for p in files:
+        h.update(f"{p.relative_to(root)}\t{p.stat().st_size}\n".encode())
+    return h.hexdigest()
+
+
+def _build_cache(files: list[Path], size: int, stem: Path) -> None:
+    """Decode in threads (PIL releases the GIL) straight into a memory-mapped .npy; write JSON last."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    tmp = stem.parent / f".{stem.name}.{os.getpid()}.npy.tmp"
+    pixels = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), 3, size, size))
+    count = 0
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for image in pool.map(lambda p: decode_image(p, size), files):
+            if image is not None:  # (3, S, S); failures compact out, valid rows stay in file order
+                pixels[count] = image
+                count += 1
+    pixels.flush()
+    content_hash = hashlib.sha256(np.ascontiguousarray(pixels[:count]).tobytes()).hexdigest()
+    del pixels
+    os.replace(tmp, stem.with_suffix(".npy"))
+    meta = {"count": count, "skipped": len(files) - count, "content_hash": content_hash, "version": CACHE_VERSION}
+    tmp_meta = stem.parent / f".{stem.name}.{os.getpid()}.json.tmp"
+    tmp_meta.write_text(json.dumps(meta))
+    os.replace(tmp_meta, stem.with_suffix(".json"))  # the .json marks the cache complete
+
+
+def decode_image(path: Path, size: int) -> np.ndarray | None:
+    """One file -> (3, size, size) uint8 RGB, resized and centre-cropped; None if it cannot be decoded."""
+    try:
+        with Image.open(path) as img:
+            img.load()  # decode now: truncated files fail here, not later
+            return resize_center_crop(img.convert("RGB"), size)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None  # OSError covers UnidentifiedImageError and truncated data
+
+
+def resize_center_crop(img: Image.Image, size: int) -> np.ndarray:
+    """torchvision's ``Resize(size)`` + ``CenterCrop(size)`` on a PIL image -> (3, size, size) uint8."""
+    w, h = img.size
+    scale = size / min(w, h)
+    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+    img = img.resize((new_w, new_h), Image.Resampling.BILINEAR)
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    img = img.crop((left, top, left + size, top + size))
+    return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()  # (H, W, 3) -> (3, H, W)
+
+
+def lfw_sample_images(size: int) -> torch.Tensor:
+    """scikit-image's 100 LFW faces (25x25 grey), upscaled to (100, 3, size, size) uint8."""
+    try:
+        from skimage.data import lfw_subset
+    except ImportError:
+        raise ValueError("--dataset lfw-sample needs scikit-image: pip install 'dcgan-faces[train]'") from None
+    faces = lfw_subset()[:100]  # (200, 25, 25) in [0, 1]: the first 100 are faces, the rest are not
+    out = []
+    for face in faces:
+        img = Image.fromarray(np.round(face * 255).astype(np.uint8), mode="L")
+        out.append(np.asarray(img.resize((size, size), Image.Resampling.BICUBIC)))
+    grey = torch.from_numpy(np.stack(out))  # (100, size, size)
+    return grey[:, None].expand(-1, 3, -1, -1).contiguous()
+
+
+def synthetic_images(n: int, size: int, seed: int) -> torch.Tensor:
+    """Procedural "faces" (a coloured ellipse with two dark eyes on a gradient) -> (n, 3, size, size) uint8.
+
+    Deterministic in (n, size, seed); cheap enough for tests and benchmarks.
+    """
+    g = torch.Generator().manual_seed(seed)
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")  # (S, S)
+    p = torch.rand(n, 8, generator=g)  # per-image shape parameters in [0, 1)
+    colour = torch.rand(n, 3, 2, generator=g)  # face and background colours
+    cx, cy = (p[:, 0] - 0.5) * 0.4, (p[:, 1] - 0.5) * 0.4
+    rx, ry = 0.45 + 0.25 * p[:, 2], 0.6 + 0.25 * p[:, 3]
+    face = ((xs - cx[:, None, None]) / rx[:, None, None]) ** 2 + ((ys - cy[:, None, None]) / ry[:, None, None]) ** 2
+    face_mask = (face < 1).float()  # (n, S, S)
+    eye_dx, eye_y = 0.15 + 0.15 * p[:, 4], cy - 0.2 * ry
+    eyes = torch.zeros_like(face_mask)
+    for sign in (-1, 1):
+        ex = cx + sign * eye_dx
+        eyes += ((xs - ex[:, None, None]) ** 2 + (ys - eye_y[:, None, None]) ** 2) < 0.01 + 0.01 * p[:, 5, None, None]
+    background = colour[:, :, 1, None, None] * (0.6 + 0.4 * ys)  # (n, 3, S, S) vertical gradient
+    image = background * (1 - face_mask[:, None]) + colour[:, :, 0, None, None] * face_mask[:, None]
+    image = image * (1 - 0.8 * eyes.clamp(max=1)[:, None])
+    return (image.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def _cache_dir(config: TrainConfig) -> Path:
+    if config.cache_dir:
+        return Path(config.cache_dir)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "dcgan-faces"
+
+
+def _hash(images: torch.Tensor) -> str:
+    return hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()

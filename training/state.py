@@ -1,0 +1,108 @@
+"""The full training state: one ``.safetensors`` file, written atomically, loaded without pickle.
+
+Tensors: ``G.*``, ``D.*``, ``G_ema.*`` (state_dicts), ``opt_G.<param>.<key>`` and ``opt_D.…`` (Adam
+moments and step counters), ``rng.loop`` / ``rng.torch`` / ``rng.cuda.<i>`` (RNG states as uint8
+tensors). Metadata ``meta`` (JSON): format + version, the TrainConfig, step, epoch, position in the
+epoch's data order, dataset name/hash and the optimizers' param_groups. This file is for
+``--resume`` and ``training.export``; the service reads only generator exports (models.checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from training.config import TrainConfig
+
+FORMAT_NAME = "dcgan-faces/train-state"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrainState:
+    config: TrainConfig
+    meta: dict[str, Any]  # step, epoch, position, dataset, dataset_hash, optimizer param_groups
+    tensors: dict[str, torch.Tensor]
+
+    def module_state(self, prefix: str) -> dict[str, torch.Tensor]:
+        """``G`` / ``D`` / ``G_ema`` state_dict."""
+        return {k[len(prefix) + 1 :]: v for k, v in self.tensors.items() if k.startswith(prefix + ".")}
+
+    def optimizer_state(self, prefix: str) -> dict[str, Any]:
+        """A ``torch.optim`` state_dict rebuilt from the flat tensors and the JSON param_groups."""
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in self.tensors.items():
+            if key.startswith(prefix + "."):
+                index, name = key[len(prefix) + 1 :].split(".", 1)
+                state.setdefault(int(index), {})[name] = value
+        return {"state": state, "param_groups": self.meta["param_groups"][prefix]}
+
+
+def flatten_optimizer(prefix: str, state_dict: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Adam's per-parameter tensors -> ``{prefix}.{param index}.{exp_avg|exp_avg_sq|step}``."""
+    out = {}
+    for index, per_param in state_dict["state"].items():
+        for name, value in per_param.items():
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(f"optimizer state {prefix}.{index}.{name} is not a tensor")
+            out[f"{prefix}.{index}.{name}"] = value
+    return out
+
+
+def rng_tensors(loop_rng: torch.Generator) -> dict[str, torch.Tensor]:
+    tensors = {"rng.loop": loop_rng.get_state(), "rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    return tensors
+
+
+def restore_rng(state: TrainState, loop_rng: torch.Generator) -> None:
+    loop_rng.set_state(state.tensors["rng.loop"])
+    torch.set_rng_state(state.tensors["rng.torch"])
+    cuda = [state.tensors[k] for k in sorted(state.tensors) if k.startswith("rng.cuda.")]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def save_state(path: Path, config: TrainConfig, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    """Write atomically: temp file in the same folder, fsync, rename. Readers never see half a file."""
+    cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "config": config.to_dict(), **meta}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(cpu, tmp, metadata={"meta": json.dumps(header)})
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_state(path: Path) -> TrainState:
+    """Read and check a training-state file; ValueError names the file and the problem."""
+    if not path.is_file():
+        raise ValueError(f"{path}: no training state to resume from (run without --resume first)")
+    try:
+        tensors = load_file(str(path))
+
+        with safe_open(str(path), framework="pt") as f:
+            raw_meta = (f.metadata() or {}).get("meta", "{}")
+        meta = json.loads(raw_meta)
+    except (SafetensorError, OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: unreadable training state ({e})") from None
+    if meta.get("format") != FORMAT_NAME or meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: not a dcgan-faces training state (format version {FORMAT_VERSION})")
+    config = TrainConfig.from_dict(meta.pop("config"))
+    return TrainState(config, meta, tensors)

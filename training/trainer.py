@@ -1,0 +1,176 @@
+"""A training run: data + nets + state + outputs in the run dir. ``train(config)`` is the entry point.
+
+Run dir layout (rank 0 writes everything): ``config.json``, ``log.jsonl``, ``tb/``, ``samples/step-*.png``,
+``state.safetensors`` (resume state), ``generator.safetensors`` (final export) and ``loss.png``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+from torchvision.utils import make_grid, save_image
+
+from models.checkpoint import Provenance, code_version
+from models.dcgan import Generator
+from models.latent import latents_for_seeds
+from models.sampling import render
+from training import loop
+from training.config import RESUMABLE_CHANGES, TrainConfig, option
+from training.data import ImageSet, load_images
+from training.distributed import Dist, barrier
+from training.export import export_generator, recalibrate_bn
+from training.logs import RunLog, plot_losses, truncate_log
+from training.state import TrainState, flatten_optimizer, load_state, restore_rng, rng_tensors, save_state
+
+STATE_NAME = "state.safetensors"
+EXPORT_NAME = "generator.safetensors"
+GRID_SEEDS = range(64)  # sample grids show the latents of seeds 0..63 (models.latent contract)
+GRID_RECAL_SAMPLES = 1024  # enough for a preview grid; the export uses config.bn_recal_samples
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, info: Dist, device: torch.device) -> None:
+        self.config, self.info, self.device = config, info, device
+        self.run_dir = Path(config.out)
+        self.data = _load_data(config, info)
+        self.images = self.data.images.to(device)  # (N, 3, S, S) uint8; on CUDA the whole set lives on the GPU
+        self.order = loop.DataOrder(len(self.images), config.batch_size, config.seed, info)
+        self.total = config.steps or (config.epochs or 5) * self.order.steps_per_epoch
+        self.nets = loop.build_nets(config, device, info)
+        self.loop_rng = torch.Generator().manual_seed(config.seed + 7919 * info.rank)  # latents and flips
+        self.step = 0
+        if config.resume:
+            self._resume(load_state(self.run_dir / STATE_NAME))
+        if info.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.json").write_text(config.to_json() + "\n")
+        self.log = RunLog(self.run_dir, self.total, self.step, info.is_main, config.tensorboard)
+        self.log.event(
+            {
+                "event": "data",
+                "dataset": self.data.name,
+                "images": len(self.images),
+                "skipped": self.data.skipped,
+                "ignored": self.data.ignored,
+                "hash": self.data.content_hash,
+                "steps": self.total,
+                "steps_per_epoch": self.order.steps_per_epoch,
+                "start_step": self.step,
+                "device": str(device),
+                "world": info.world,
+            }
+        )
+
+    def _resume(self, state: TrainState) -> None:
+        for f in fields(TrainConfig):
+            if f.name not in RESUMABLE_CHANGES and getattr(state.config, f.name) != getattr(self.config, f.name):
+                raise ValueError(
+                    f"--resume: {option(f.name)} is {getattr(self.config, f.name)!r} but the run in "
+                    f"{self.run_dir} used {getattr(state.config, f.name)!r}"
+                )
+        for name in ("G", "D", "G_ema"):
+            getattr(self.nets, name).load_state_dict(state.module_state(name))
+        self.nets.opt_G.load_state_dict(state.optimizer_state("opt_G"))
+        self.nets.opt_D.load_state_dict(state.optimizer_state("opt_D"))
+        restore_rng(state, self.loop_rng)
+        self.step = int(state.meta["step"])
+        if self.info.is_main:
+            truncate_log(self.run_dir, self.step)
+
+    def run(self) -> None:
+        cfg, nets = self.config, self.nets
+        amp = loop.autocast(cfg, self.device)
+        t0, images_seen = time.perf_counter(), 0
+        while self.step < self.total:
+            idx = self.order.indices(self.step).to(self.device)
+            flip = torch.rand(idx.numel(), generator=self.loop_rng) < 0.5  # (B,) random horizontal flip
+            z = torch.randn(idx.numel(), cfg.nz, generator=self.loop_rng).to(self.device)  # (B, nz)
+            real = loop.real_batch(self.images, idx, flip.to(self.device))  # (B, 3, S, S)
+            if cfg.channels_last:
+                real = real.contiguous(memory_format=torch.channels_last)
+            loss_d, d_x, d_g_z1, fake = loop.d_step(nets, real, z, amp)  # (1) update D
+            loss_g, d_g_z2 = loop.g_step(nets, fake, amp)  # (2) update G
+            loop.ema_update(nets.G_ema, nets.G, loop.ema_beta(cfg.ema_decay, self.step))  # EMA
+            self.step += 1
+            images_seen += idx.numel() * self.info.world
+            self.log.advance()
+            last = self.step == self.total
+            if self.step % cfg.log_every == 0 or last:
+                rate = images_seen / (time.perf_counter() - t0)
+                values = {"loss_d": loss_d, "loss_g": loss_g, "d_x": d_x, "d_g_z1": d_g_z1, "d_g_z2": d_g_z2}
+                self.log.scalars(self.step, {**{k: v.item() for k, v in values.items()}, "img_s": round(rate, 1)})
+                t0, images_seen = time.perf_counter(), 0
+            if self.info.is_main and (self.step % cfg.sample_every == 0 or last):  # snapshot
+                self.sample_grid()
+            if self.info.is_main and (self.step % cfg.checkpoint_every == 0 or last):
+                self.save()
+        self.finish()
+
+    def sample_grid(self) -> Path:
+        """samples/step-NNNNNNN.png: the EMA generator, BN-recalibrated, rendered in eval mode as the service will."""
+        G = Generator(self.config.model).to(self.device)
+        G.load_state_dict(self.nets.G_ema.state_dict())
+        recalibrate_bn(G, min(GRID_RECAL_SAMPLES, self.config.bn_recal_samples))
+        pixels = render(G, latents_for_seeds(list(GRID_SEEDS), self.config.nz))  # (64, S, S, 3) uint8
+        grid = make_grid(pixels.permute(0, 3, 1, 2).float() / 255.0, nrow=8, padding=2)  # (3, H, W)
+        path = self.run_dir / "samples" / f"step-{self.step:07d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(grid, path)
+        return path
+
+    def save(self) -> None:
+        """state.safetensors: everything --resume needs, written atomically."""
+        nets = self.nets
+        tensors = {
+            f"{name}.{k}": v for name in ("G", "D", "G_ema") for k, v in getattr(nets, name).state_dict().items()
+        }
+        tensors |= flatten_optimizer("opt_G", nets.opt_G.state_dict())
+        tensors |= flatten_optimizer("opt_D", nets.opt_D.state_dict())
+        tensors |= rng_tensors(self.loop_rng)
+        epoch, position = self.order.position(self.step)
+        meta = {
+            "step": self.step,
+            "epoch": epoch,
+            "position": position,
+            "dataset": self.data.name,
+            "dataset_hash": self.data.content_hash,
+            "param_groups": {
+                "opt_G": nets.opt_G.state_dict()["param_groups"],
+                "opt_D": nets.opt_D.state_dict()["param_groups"],
+            },
+        }
+        save_state(self.run_dir / STATE_NAME, self.config, meta, tensors)
+
+    def finish(self) -> None:
+        """Export the BN-recalibrated EMA generator, draw loss.png, release the workers."""
+        if self.info.is_main:
+            provenance = Provenance(
+                dataset=self.data.name,
+                dataset_hash=self.data.content_hash,
+                steps=self.step,
+                ema=True,
+                bn_recalibrated=True,
+                code_version=code_version(),
+            )
+            paths = [self.run_dir / EXPORT_NAME] + ([Path(self.config.export)] if self.config.export else [])
+            export_generator(self.nets.G_ema, paths, provenance, self.config.bn_recal_samples)
+            plot_losses(self.run_dir)
+            self.log.event({"event": "done", "step": self.step, "exports": [str(p) for p in paths]})
+        self.log.close()
+        barrier(self.info)
+
+
+def _load_data(config: TrainConfig, info: Dist) -> ImageSet:
+    """Rank 0 decodes (and caches) first; the others then read its cache."""
+    data = load_images(config) if info.is_main else None
+    barrier(info)
+    return data if data is not None else load_images(config)
+
+
+def train(config: TrainConfig, info: Dist, device: torch.device) -> Trainer:
+    trainer = Trainer(config, info, device)
+    trainer.run()
+    return trainer
