@@ -1,0 +1,1 @@
+"""The FastAPI service: settings, engine, micro-batcher, imaging, schemas, routes, metrics. Imports models only."""

@@ -1,0 +1,82 @@
+"""Every failure a client can cause or meet, mapped to its status; nothing the user sends makes a 500.
+
+- 422: validation (FastAPI's own, plus ``invalid()`` for settings- and model-dependent limits),
+  answered without echoing the input (a NaN in it would not even serialise to JSON).
+- 413: the body cap (FastAPI's ``max_body_size``; with or without Content-Length, chunked too).
+- 503 + Retry-After: not ready / shutting down, or the queue is full.  504: deadline passed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from app.batcher import ClientGone, DeadlineExceeded, GeneratorFailed, NotRunning, QueueFull
+from app.schemas import ErrorOut
+
+log = logging.getLogger("app.errors")
+RETRY_AFTER_S = "1"
+
+
+def invalid(loc: tuple[str | int, ...], msg: str) -> RequestValidationError:
+    """A 422 in FastAPI's shape for limits pydantic cannot know statically (n vs settings, latent length)."""
+    return RequestValidationError([{"type": "value_error", "loc": loc, "msg": msg}])
+
+
+def _error(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def _doc(description: str) -> dict[str, Any]:
+    return {"model": ErrorOut, "description": description}
+
+
+# OpenAPI ``responses=`` for the generation routes: every error they can answer.
+GENERATION_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: _doc("API key required (only when DCGAN_API_KEY is set)"),
+    413: _doc("request body above DCGAN_MAX_BODY_BYTES"),
+    422: _doc("invalid input; `loc` names the field"),
+    499: _doc("client disconnected while queued (never computed)"),
+    500: _doc("the generator failed for the batch this request was in (not caused by the input)"),
+    503: _doc("not ready, shutting down, or the queue is full (see Retry-After)"),
+    504: _doc("the request's deadline (DCGAN_REQUEST_TIMEOUT_S) passed before it was computed"),
+}
+
+
+def install(app: FastAPI, metrics_invalid: Any) -> None:
+    """Register the handlers; ``metrics_invalid`` is the ``rejections{reason=invalid}`` child counter."""
+
+    async def validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        metrics_invalid.inc()
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+            for e in exc.errors()
+        ]
+        return _error(422, errors)
+
+    async def queue_full(request: Request, exc: Exception) -> JSONResponse:
+        return _error(503, str(exc), {"Retry-After": RETRY_AFTER_S})
+
+    async def not_running(request: Request, exc: Exception) -> JSONResponse:
+        return _error(503, str(exc), {"Retry-After": RETRY_AFTER_S})
+
+    async def deadline(request: Request, exc: Exception) -> JSONResponse:
+        return _error(504, str(exc))
+
+    async def client_gone(request: Request, exc: Exception) -> JSONResponse:
+        return _error(499, str(exc))
+
+    async def generator_failed(request: Request, exc: Exception) -> JSONResponse:
+        return _error(500, str(exc))
+
+    app.add_exception_handler(RequestValidationError, validation)
+    app.add_exception_handler(QueueFull, queue_full)
+    app.add_exception_handler(NotRunning, not_running)
+    app.add_exception_handler(DeadlineExceeded, deadline)
+    app.add_exception_handler(ClientGone, client_gone)
+    app.add_exception_handler(GeneratorFailed, generator_failed)

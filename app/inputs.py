@@ -1,0 +1,104 @@
+"""Validated request input -> latent rows (N, nz), checking the limits that depend on the settings
+or on the model (n, steps, latent length), with 422s that name the field.
+
+Seeds go through ``models.latent`` only, so an image is a pure function of (model, seed, truncation).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+import torch
+
+from app.errors import invalid
+from app.schemas import ArithmeticBody, GenerateBody, InterpolateBody
+from models.latent import SEED_MAX, arithmetic, interpolation_weights, latents_for_seeds, lerp, slerp
+
+DEFAULT_N = 16
+
+
+def latent_rows(latents: list[list[float]], nz: int, loc: tuple[str | int, ...]) -> torch.Tensor:
+    """Client latents -> (N, nz) float32; each must have exactly nz values (bounds were checked by the schema)."""
+    for i, latent in enumerate(latents):
+        if len(latent) != nz:
+            raise invalid((*loc, i), f"a latent must have exactly nz={nz} values, got {len(latent)}")
+    return torch.tensor(latents, dtype=torch.float32).reshape(len(latents), nz)
+
+
+def generate_rows(
+    n: int | None, seed: int | None, truncation: float | None, body: GenerateBody | None, max_n: int, nz: int
+) -> tuple[list[int] | None, torch.Tensor]:
+    """The seeds (None for client latents) and latent rows of a /generate request."""
+    if n is not None and not 1 <= n <= max_n:
+        raise invalid(("query", "n"), f"n must be in 1..{max_n}, got {n}")
+    if body is None:
+        n = DEFAULT_N if n is None else n
+        n = min(n, max_n)
+        if seed is None:
+            seeds = [secrets.randbelow(SEED_MAX + 1) for _ in range(n)]
+        elif seed + n - 1 > SEED_MAX:
+            raise invalid(("query", "seed"), f"seed + n - 1 must be <= {SEED_MAX}, got {seed} + {n} - 1")
+        else:
+            seeds = list(range(seed, seed + n))
+        return seeds, latents_for_seeds(seeds, nz, truncation)
+    if seed is not None:
+        raise invalid(("query", "seed"), "give seeds either as ?seed= or in the body, not both")
+    count = len(body.seeds or body.latents or [])
+    field = "seeds" if body.seeds is not None else "latents"
+    if count > max_n:
+        raise invalid(("body", field), f"at most {max_n} images per request, got {count}")
+    if n is not None and n != count:
+        raise invalid(("query", "n"), f"n={n} disagrees with the {count} {field} in the body (leave n out)")
+    if body.seeds is not None:
+        return body.seeds, latents_for_seeds(body.seeds, nz, truncation)
+    if truncation is not None:
+        raise invalid(("query", "truncation"), "truncation applies to seeds, not to client latents")
+    assert body.latents is not None
+    return None, latent_rows(body.latents, nz, ("body", "latents"))
+
+
+def _end(seed: int | None, latent: list[float] | None, truncation: float | None, nz: int, name: str) -> torch.Tensor:
+    if seed is not None:
+        return latents_for_seeds([seed], nz, truncation)[0]
+    assert latent is not None
+    return latent_rows([latent], nz, ("body", name))[0]
+
+
+def interpolation_rows(body: InterpolateBody, nz: int, max_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights t (T,) and latents (T, nz) along the lerp/slerp path from a to b."""
+    if body.steps > max_steps:
+        raise invalid(("body", "steps"), f"steps must be in 2..{max_steps}, got {body.steps}")
+    a = _end(body.seed_a, body.latent_a, body.truncation, nz, "latent_a")  # (nz,)
+    b = _end(body.seed_b, body.latent_b, body.truncation, nz, "latent_b")
+    t = interpolation_weights(body.steps)  # (T,)
+    path = slerp if body.method == "slerp" else lerp
+    return t, path(a, b, t)  # (T, nz)
+
+
+@dataclass(frozen=True)
+class ArithmeticPlan:
+    """Row layout of an /arithmetic render: exemplars of every term, their means, the result, its neighbours."""
+
+    z: torch.Tensor  # (sum(k_i) + terms + 1 + neighbours, nz)
+    exemplar_counts: list[int]
+    neighbours: int
+
+
+def arithmetic_rows(body: ArithmeticBody, nz: int, max_images: int) -> ArithmeticPlan:
+    exemplars = []
+    for i, term in enumerate(body.terms):
+        if term.seeds is not None:
+            exemplars.append(latents_for_seeds(term.seeds, nz, body.truncation))  # (k_i, nz)
+        else:
+            assert term.latents is not None
+            exemplars.append(latent_rows(term.latents, nz, ("body", "terms", i, "latents")))
+    total = sum(e.shape[0] for e in exemplars) + len(exemplars) + 1 + body.neighbours
+    if total > max_images:
+        raise invalid(("body", "terms"), f"this request renders {total} images, more than the {max_images} allowed")
+    means = torch.stack([e.mean(dim=0) for e in exemplars])  # (terms, nz)
+    result = arithmetic([(term.weight, e) for term, e in zip(body.terms, exemplars, strict=True)])  # (nz,)
+    noise = torch.randn(body.neighbours, nz, generator=torch.Generator("cpu").manual_seed(body.seed))
+    neighbours = result + body.jitter * noise  # (K, nz)
+    z = torch.cat([*exemplars, means, result[None], neighbours])
+    return ArithmeticPlan(z, [e.shape[0] for e in exemplars], body.neighbours)

@@ -1,0 +1,62 @@
+"""``create_app(settings)``: the app factory. Nothing heavy happens here; the lifespan loads the model."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from app import errors
+from app.metrics import HttpMetricsMiddleware, Metrics
+from app.routes import arithmetic, generate, interpolate, latents, probes
+from app.service import Service
+from app.settings import Settings
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; the lifespan loads and warms the model, then starts the batcher (then /readyz is 200)."""
+    settings = settings if settings is not None else Settings()
+    metrics = Metrics()
+    service = Service(settings, metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            await service.start()
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(
+        title="dcgan-faces",
+        summary="Synthetic faces from a DCGAN: generate, interpolate, vector arithmetic; batched across requests.",
+        version="0.1.0",
+        lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,  # 413 with or without Content-Length, chunked bodies included
+    )
+    app.state.service = service
+    app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
+    errors.install(app, metrics.rejections.labels("invalid"))
+    for module in (generate, interpolate, arithmetic, latents, probes):
+        app.include_router(module.router)
+    _static(app)
+    return app
+
+
+def _static(app: FastAPI) -> None:
+    """The playground: ``/`` is ``app/static/index.html``, its assets under ``/static``."""
+    index = STATIC / "index.html"
+    if STATIC.is_dir():
+        app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> Response:
+        if index.is_file():
+            return FileResponse(index)
+        return HTMLResponse('<p>dcgan-faces: see <a href="/docs">/docs</a></p>')

@@ -1,0 +1,109 @@
+"""Prometheus metrics, one ``CollectorRegistry`` per app (so tests can build many apps in one process).
+
+Names follow the Prometheus conventions: base units, ``_seconds``, ``_total``. The HTTP middleware
+labels by route *template* (``/generate``, never ``/generate?n=3``) so label cardinality stays bounded.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+_FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+REJECTION_REASONS = ("queue_full", "deadline", "disconnected", "invalid")
+
+
+class Metrics:
+    """Every metric the service exports, registered in its own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.images_generated = Counter("dcgan_images_generated_total", "Images rendered by the generator", registry=r)
+        self.batch_images = Histogram(
+            "dcgan_batch_images", "Latent rows per generator forward", buckets=_BATCH_BUCKETS, registry=r
+        )
+        self.batch_requests = Histogram(
+            "dcgan_batch_requests",
+            "Requests (chunks) served by one generator forward",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "dcgan_queue_wait_seconds",
+            "Time a request's rows waited before their forward",
+            buckets=_FAST_BUCKETS,
+            registry=r,
+        )
+        self.forward_seconds = Histogram(
+            "dcgan_generator_forward_seconds", "Wall time of one generator forward", buckets=_FAST_BUCKETS, registry=r
+        )
+        self.queue_depth = Gauge("dcgan_queue_depth_images", "Latent rows waiting in the batcher queue", registry=r)
+        self.rejections = Counter("dcgan_rejections", "Requests refused, by reason", ["reason"], registry=r)
+        for reason in REJECTION_REASONS:
+            self.rejections.labels(reason)  # export zeros so dashboards see every series from the start
+        self.model_info = Gauge(
+            "dcgan_model_info",
+            "The served generator (value is always 1)",
+            ["model_id", "sha256", "image_size", "nz", "device", "dtype"],
+            registry=r,
+        )
+        self.http_requests = Counter(
+            "dcgan_http_requests",
+            "HTTP requests by route template, method and status",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "dcgan_http_request_duration_seconds",
+            "HTTP request latency by route template",
+            ["route", "method"],
+            buckets=_FAST_BUCKETS,
+            registry=r,
+        )
+
+
+def _route_template(scope: Scope, original: Scope) -> str:
+    """The matched route's path template; ``<unmatched>`` for 404s (bounded label values)."""
+    route = scope.get("route")
+    if route is not None and hasattr(route, "path"):
+        return str(route.path)
+    app = scope.get("app")
+    for candidate in getattr(getattr(app, "router", None), "routes", []):  # mounts (StaticFiles) set no "route"
+        match, _ = candidate.matches(original)
+        if match == Match.FULL:
+            return str(getattr(candidate, "path", "<unmatched>"))
+    return "<unmatched>"
+
+
+class HttpMetricsMiddleware:
+    """Pure ASGI middleware: counts every HTTP response and times it (including errors it never saw a status for)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status: dict[str, Any] = {"code": 500}  # an exception that escapes before a response start is a 500
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        original = dict(scope)  # routing rewrites path/root_path inside mounts
+        start = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route, method = _route_template(scope, original), scope["method"]
+            self.metrics.http_requests.labels(route, method, str(status["code"])).inc()
+            self.metrics.http_duration.labels(route, method).observe(time.perf_counter() - start)

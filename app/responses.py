@@ -1,0 +1,126 @@
+"""Rendered images (N, H, W, C) uint8 -> HTTP responses: PNG grids, animations or JSON with base64 PNGs.
+
+Every PNG carries its provenance as text chunks (``dcgan:model_id``, ``dcgan:sha256``, the seed,
+the truncation and the endpoint's parameters). A single image's chunks hold only what determines
+its pixels, so the same seed gives the same bytes whatever else the request asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any
+
+import torch
+from fastapi import Response
+from fastapi.responses import JSONResponse
+
+from app import imaging
+from app.engine import Engine
+from app.imaging import Encoder
+from app.inputs import ArithmeticPlan
+from app.schemas import (
+    ArithmeticBody,
+    ArithmeticOut,
+    FrameOut,
+    GenerateOut,
+    ImageOut,
+    InterpolateBody,
+    InterpolateOut,
+    TermOut,
+)
+
+# For OpenAPI: the image media types a route can answer with.
+PNG_OR_JSON: dict[str, Any] = {"content": {"image/png": {}}, "description": "PNG grid, or JSON with format=json"}
+IMAGE_OR_JSON: dict[str, Any] = {
+    "content": {"image/png": {}, "image/gif": {}, "image/webp": {}},
+    "description": "PNG strip, animated GIF/WebP, or JSON with format=json",
+}
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _trunc(truncation: float | None) -> str:
+    return "none" if truncation is None else repr(truncation)
+
+
+def provenance(engine: Engine, endpoint: str, **params: Any) -> dict[str, str]:
+    """PNG text chunks: the model, the endpoint and its parameters."""
+    text = {"dcgan:model_id": engine.info.model_id, "dcgan:sha256": engine.info.sha256, "dcgan:endpoint": endpoint}
+    text.update({f"dcgan:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in params.items()})
+    return text
+
+
+async def _pngs(encoder: Encoder, images: torch.Tensor, texts: list[dict[str, str]]) -> list[str]:
+    encoded = await asyncio.gather(
+        *(encoder.run(imaging.png, img, text) for img, text in zip(images, texts, strict=True))
+    )
+    return [_b64(data) for data in encoded]
+
+
+def _png(data: bytes, headers: dict[str, str] | None = None) -> Response:
+    return Response(data, media_type="image/png", headers=headers)
+
+
+async def generate(
+    encoder: Encoder, engine: Engine, images: torch.Tensor, seeds: list[int] | None, truncation: float | None, fmt: str
+) -> Response:
+    seed_text = [str(s) for s in seeds] if seeds is not None else ["client-latent"] * images.shape[0]
+    if fmt == "json":
+        texts = [provenance(engine, "generate", seed=s, truncation=_trunc(truncation)) for s in seed_text]
+        pngs = await _pngs(encoder, images, texts)
+        items = [ImageOut(seed=None if seeds is None else seeds[i], png=p) for i, p in enumerate(pngs)]
+        return JSONResponse(
+            GenerateOut(model_id=engine.info.model_id, truncation=truncation, images=items).model_dump()
+        )
+    text = provenance(engine, "generate", seeds=",".join(seed_text), truncation=_trunc(truncation), n=len(seed_text))
+    data = await encoder.run(lambda: imaging.png(imaging.grid(images), text))
+    headers = {"X-Model-Id": engine.info.model_id}
+    if seeds is not None:
+        headers["X-Seeds"] = ",".join(seed_text)
+    return _png(data, headers)
+
+
+async def interpolate(
+    encoder: Encoder, engine: Engine, frames: torch.Tensor, t: torch.Tensor, body: InterpolateBody
+) -> Response:
+    params = body.model_dump(exclude={"latent_a", "latent_b", "format"}, exclude_none=True)
+    text = provenance(engine, "interpolate", **params)
+    if body.format == "json":
+        pngs = await _pngs(encoder, frames, [{**text, "dcgan:t": repr(float(w))} for w in t])
+        out = [FrameOut(t=float(w), png=p) for w, p in zip(t, pngs, strict=True)]
+        return JSONResponse(InterpolateOut(model_id=engine.info.model_id, method=body.method, frames=out).model_dump())
+    if body.format == "strip":
+        return _png(await encoder.run(lambda: imaging.png(imaging.grid(frames, cols=frames.shape[0]), text)))
+    comment = json.dumps(text, sort_keys=True)
+    data = await encoder.run(imaging.animation, frames, body.format, body.frame_ms, comment)
+    return Response(data, media_type=f"image/{body.format}")
+
+
+async def arithmetic(
+    encoder: Encoder, engine: Engine, images: torch.Tensor, plan: ArithmeticPlan, body: ArithmeticBody
+) -> Response:
+    """Grid as the paper's figure: one row of exemplars per term, a row of their means, the result row."""
+    exemplars = list(images.split([*plan.exemplar_counts, images.shape[0] - sum(plan.exemplar_counts)]))
+    rest = exemplars.pop()  # (terms + 1 + K, H, W, C)
+    n_terms = len(plan.exemplar_counts)
+    means, result_row = rest[:n_terms], rest[n_terms:]  # result first, then its neighbours
+    params = {"terms": [[t.name, t.weight] for t in body.terms], "seed": body.seed, "jitter": body.jitter}
+    text = provenance(engine, "arithmetic", **params)
+    if body.format == "json":
+        pngs = await _pngs(encoder, images, [text] * images.shape[0])
+        it = iter(pngs)
+        terms = [
+            TermOut(name=t.name, weight=t.weight, mean="", exemplars=[next(it) for _ in range(k)])
+            for t, k in zip(body.terms, plan.exemplar_counts, strict=True)
+        ]
+        for term in terms:
+            term.mean = next(it)
+        result, neighbours = next(it), list(it)
+        out = ArithmeticOut(model_id=engine.info.model_id, result=result, neighbours=neighbours, terms=terms)
+        return JSONResponse(out.model_dump())
+    rows: list[list[torch.Tensor | None]] = [list(e) for e in exemplars] + [list(means), list(result_row)]
+    return _png(await encoder.run(lambda: imaging.png(imaging.tile(rows), text)))

@@ -1,0 +1,1 @@
+"""HTTP routes, one module per concern; each handler validates, builds latent rows, awaits the batcher, encodes."""

@@ -1,0 +1,26 @@
+"""POST /interpolate: frames along the slerp/lerp path between two seeds or latents."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from app import responses
+from app.deps import EngineDep, ServiceDep, require_api_key
+from app.errors import GENERATION_ERRORS
+from app.inputs import interpolation_rows
+from app.schemas import InterpolateBody, InterpolateOut
+
+router = APIRouter(tags=["generate"], dependencies=[Depends(require_api_key)])
+
+
+@router.post(
+    "/interpolate",
+    response_model=InterpolateOut,
+    responses={200: responses.IMAGE_OR_JSON, **GENERATION_ERRORS},
+    summary="Interpolate between two faces",
+)
+async def interpolate(request: Request, body: InterpolateBody, service: ServiceDep, engine: EngineDep) -> Response:
+    """``strip``: one PNG row of frames; ``gif``/``webp``: an animation that plays forward and back, forever."""
+    t, z = interpolation_rows(body, engine.nz, service.settings.max_interpolation_steps)  # (T,), (T, nz)
+    frames = await service.render(z, request)  # (T, H, W, C)
+    return await responses.interpolate(service.encoder, engine, frames, t, body)

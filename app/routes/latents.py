@@ -1,0 +1,39 @@
+"""GET /latents?seeds=1,2,3: the latent vectors behind seeds, for clients doing their own arithmetic."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from app.deps import EngineDep, require_api_key
+from app.errors import GENERATION_ERRORS, invalid
+from app.schemas import LatentOut, LatentsOut, Truncation
+from models.latent import SEED_MAX, latents_for_seeds
+
+router = APIRouter(tags=["latents"], dependencies=[Depends(require_api_key)])
+MAX_SEEDS = 256
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"1,2,3"`` -> [1, 2, 3]; 422 naming ``seeds`` for anything else."""
+    parts = [p.strip() for p in text.split(",")]
+    if not 1 <= len(parts) <= MAX_SEEDS:
+        raise invalid(("query", "seeds"), f"give 1..{MAX_SEEDS} comma-separated seeds, got {len(parts)}")
+    for p in parts:
+        if not (p.isascii() and p.isdigit()) or int(p) > SEED_MAX:
+            raise invalid(("query", "seeds"), f"each seed must be an integer in 0..{SEED_MAX}, got {p!r}")
+    return [int(p) for p in parts]
+
+
+@router.get("/latents", response_model=LatentsOut, responses=GENERATION_ERRORS, summary="Latents of seeds")
+async def latents(
+    engine: EngineDep,
+    seeds: Annotated[str, Query(max_length=12 * MAX_SEEDS, description="comma-separated seeds, e.g. 1,2,3")],
+    truncation: Annotated[Truncation | None, Query()] = None,
+) -> LatentsOut:
+    """Exactly the vectors /generate uses: posting them back as ``latents`` renders the same images."""
+    values = parse_seeds(seeds)
+    z = latents_for_seeds(values, engine.nz, truncation)  # (N, nz)
+    items = [LatentOut(seed=s, latent=row.tolist()) for s, row in zip(values, z, strict=True)]
+    return LatentsOut(model_id=engine.info.model_id, nz=engine.nz, truncation=truncation, latents=items)

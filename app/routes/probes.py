@@ -1,0 +1,45 @@
+"""Probes and metrics: never behind the API key."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.deps import EngineDep, ServiceDep
+from app.errors import GENERATION_ERRORS
+from app.schemas import ModelOut
+
+router = APIRouter(tags=["probes"])
+
+
+@router.get("/healthz", summary="Liveness: the process answers")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: model loaded, warmed up, batcher running", responses={503: {}})
+async def readyz(service: ServiceDep) -> JSONResponse:
+    status = 200 if service.ready else 503
+    return JSONResponse({"status": "ready" if service.ready else service.state}, status_code=status)
+
+
+@router.get("/v1/model", response_model=ModelOut, responses={503: GENERATION_ERRORS[503]}, summary="The served model")
+async def model(service: ServiceDep, engine: EngineDep) -> ModelOut:
+    info = engine.info
+    return ModelOut(
+        model_id=info.model_id,
+        sha256=info.sha256,
+        path=info.path,
+        config=info.config.to_dict(),
+        provenance=info.provenance,
+        device=str(engine.device),
+        dtype=str(engine.dtype).removeprefix("torch."),
+        max_images_per_request=service.settings.max_images_per_request,
+        max_batch_images=service.settings.max_batch_images,
+    )
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(service: ServiceDep) -> Response:
+    return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,177 @@
+"""Request and response bodies. Every body forbids unknown fields and bounds every number, so bad
+input is a 422 whose ``loc`` names the field. Limits that depend on settings or on the model (n,
+steps, latent length) are checked in ``app.deps`` with the same error shape.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from models.latent import SEED_MAX
+
+LATENT_ABS_MAX = 100.0  # a N(0, 1) component beyond 100 sigma is not a latent, it is an overflow waiting to happen
+HARD_MAX_ROWS = 1024  # parse-time cap on list lengths; the configured caps (settings) are lower
+MAX_TERMS = 8
+MAX_EXEMPLARS = 8
+MAX_NEIGHBOURS = 16
+
+Seed = Annotated[int, Field(strict=True, ge=0, le=SEED_MAX, description=f"0..{SEED_MAX}")]
+LatentValue = Annotated[float, Field(ge=-LATENT_ABS_MAX, le=LATENT_ABS_MAX, allow_inf_nan=False)]
+Latent = Annotated[list[LatentValue], Field(min_length=1, max_length=HARD_MAX_ROWS, description="exactly nz floats")]
+Truncation = Annotated[
+    float, Field(ge=0.1, le=10.0, allow_inf_nan=False, description="redraw latent components with |z| above this")
+]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GenerateBody(_Body):
+    """Explicit seeds or raw latents instead of ``?seed=``; give exactly one of the two."""
+
+    seeds: list[Seed] | None = Field(default=None, min_length=1, max_length=HARD_MAX_ROWS)
+    latents: list[Latent] | None = Field(default=None, min_length=1, max_length=HARD_MAX_ROWS)
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"seeds": [1, 2, 3, 42]}]})
+
+    @model_validator(mode="after")
+    def _one_source(self) -> GenerateBody:
+        if (self.seeds is None) == (self.latents is None):
+            raise ValueError("give exactly one of seeds or latents")
+        return self
+
+
+class InterpolateBody(_Body):
+    """Two endpoints (seed or latent each), the number of frames, the path and the output format."""
+
+    seed_a: Seed | None = None
+    seed_b: Seed | None = None
+    latent_a: Latent | None = None
+    latent_b: Latent | None = None
+    steps: int = Field(default=8, strict=True, ge=2, le=256, description="frames, endpoints included")
+    method: Literal["slerp", "lerp"] = "slerp"
+    format: Literal["strip", "gif", "webp", "json"] = "strip"
+    truncation: Truncation | None = None
+    frame_ms: int = Field(default=80, strict=True, ge=20, le=2000, description="frame duration of gif/webp")
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"seed_a": 1, "seed_b": 2, "steps": 8, "method": "slerp"}]}
+    )
+
+    @model_validator(mode="after")
+    def _one_source_per_end(self) -> InterpolateBody:
+        for end in ("a", "b"):
+            if (getattr(self, f"seed_{end}") is None) == (getattr(self, f"latent_{end}") is None):
+                raise ValueError(f"give exactly one of seed_{end} or latent_{end}")
+        return self
+
+
+class Term(_Body):
+    """One concept: the mean of its exemplars, times a signed weight."""
+
+    name: str = Field(min_length=1, max_length=64, description="label, e.g. 'smiling woman'")
+    weight: float = Field(ge=-10.0, le=10.0, allow_inf_nan=False)
+    seeds: list[Seed] | None = Field(default=None, min_length=1, max_length=MAX_EXEMPLARS)
+    latents: list[Latent] | None = Field(default=None, min_length=1, max_length=MAX_EXEMPLARS)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Term:
+        if (self.seeds is None) == (self.latents is None):
+            raise ValueError(f"term {self.name!r}: give exactly one of seeds or latents")
+        return self
+
+
+class ArithmeticBody(_Body):
+    """The DCGAN paper's vector arithmetic: sum of weight * mean(exemplars), plus jittered neighbours."""
+
+    terms: list[Term] = Field(min_length=1, max_length=MAX_TERMS)
+    neighbours: int = Field(
+        default=8, strict=True, ge=0, le=MAX_NEIGHBOURS, description="jittered results besides the result"
+    )
+    jitter: float = Field(default=0.25, ge=0.0, le=2.0, allow_inf_nan=False, description="std of the neighbours' noise")
+    seed: Seed = Field(default=0, description="seeds the neighbours' noise")
+    truncation: Truncation | None = None
+    format: Literal["grid", "json"] = "grid"
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "terms": [
+                        {"name": "smiling woman", "weight": 1, "seeds": [11, 12, 13]},
+                        {"name": "neutral woman", "weight": -1, "seeds": [21, 22, 23]},
+                        {"name": "neutral man", "weight": 1, "seeds": [31, 32, 33]},
+                    ],
+                    "neighbours": 8,
+                }
+            ]
+        },
+    )
+
+
+class ImageOut(BaseModel):
+    seed: int | None = Field(description="null when the image came from a client latent")
+    png: str = Field(description="base64 PNG")
+
+
+class GenerateOut(BaseModel):
+    model_id: str
+    truncation: float | None
+    images: list[ImageOut]
+
+
+class FrameOut(BaseModel):
+    t: float
+    png: str
+
+
+class InterpolateOut(BaseModel):
+    model_id: str
+    method: str
+    frames: list[FrameOut]
+
+
+class TermOut(BaseModel):
+    name: str
+    weight: float
+    mean: str = Field(description="base64 PNG of the mean latent")
+    exemplars: list[str]
+
+
+class ArithmeticOut(BaseModel):
+    model_id: str
+    result: str = Field(description="base64 PNG of the arithmetic result")
+    neighbours: list[str]
+    terms: list[TermOut]
+
+
+class LatentOut(BaseModel):
+    seed: int
+    latent: list[float]
+
+
+class LatentsOut(BaseModel):
+    model_id: str
+    nz: int
+    truncation: float | None
+    latents: list[LatentOut]
+
+
+class ModelOut(BaseModel):
+    model_id: str
+    sha256: str
+    path: str
+    config: dict[str, int]
+    provenance: dict[str, object]
+    device: str
+    dtype: str
+    max_images_per_request: int
+    max_batch_images: int
+
+
+class ErrorOut(BaseModel):
+    detail: str | list[dict[str, object]]

@@ -1,0 +1,91 @@
+"""What the lifespan owns: the engine, the batcher and the encoder pool, and whether they are ready.
+
+Built (cheaply) in ``create_app``; ``start()`` loads, warms up and starts the batcher, after which
+``ready`` is true and ``/readyz`` answers 200; ``stop()`` drains in reverse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import torch
+from starlette.requests import Request
+
+from app.batcher import MicroBatcher, NotRunning
+from app.engine import Engine
+from app.imaging import Encoder
+from app.metrics import Metrics
+from app.settings import Settings
+
+log = logging.getLogger("app.service")
+
+
+class Service:
+    """The loaded model and its request machinery; one per app."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self._engine: Engine | None = None
+        self._batcher: MicroBatcher | None = None
+        self._encoder: Encoder | None = None
+        self.state = "starting"  # starting -> ready -> stopping
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready" and self._batcher is not None and self._batcher.running
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None or not self.ready:
+            raise NotRunning(f"the service is {self.state}")
+        return self._engine
+
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            raise NotRunning(f"the service is {self.state}")
+        return self._encoder
+
+    async def start(self) -> None:
+        s = self.settings
+        if s.torch_threads is not None:
+            torch.set_num_threads(s.torch_threads)
+        engine = await asyncio.to_thread(Engine.load, str(s.checkpoint), s.device)
+        seconds = await asyncio.to_thread(engine.warm_up, s.max_batch_images)
+        info = engine.info
+        log.info("loaded %s (%s) on %s; warm-up %.2f s", info.model_id, info.config, engine.device, seconds)
+        self.metrics.model_info.labels(
+            info.model_id,
+            info.sha256,
+            str(engine.image_size),
+            str(engine.nz),
+            str(engine.device),
+            str(engine.dtype).removeprefix("torch."),
+        ).set(1)
+        self._engine = engine
+        self._encoder = Encoder(s.encoder_threads)
+        self._batcher = MicroBatcher(
+            engine.forward,
+            self.metrics,
+            max_batch_rows=s.max_batch_images,
+            max_wait_s=s.max_wait_ms / 1000,
+            max_queued_rows=s.max_queued_images,
+        )
+        await self._batcher.start()
+        self.state = "ready"
+
+    async def stop(self) -> None:
+        self.state = "stopping"
+        if self._batcher is not None:
+            await self._batcher.stop()
+        if self._encoder is not None:
+            self._encoder.close()
+
+    async def render(self, z: torch.Tensor, request: Request | None = None) -> torch.Tensor:
+        """Latents (N, nz) -> images (N, H, W, C) uint8 through the shared batcher, under the request deadline."""
+        if self._batcher is None or not self.ready:
+            raise NotRunning(f"the service is {self.state}")
+        check = request.is_disconnected if request is not None else None
+        return await self._batcher.submit(z, timeout_s=self.settings.request_timeout_s, is_disconnected=check)

@@ -1,0 +1,56 @@
+"""The service's one settings object: pydantic-settings, read from ``DCGAN_*`` environment variables.
+
+Built in ``create_app`` (or by the caller and injected), never at import time. Every field is
+validated here so a typo in the environment is a startup error naming the variable.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# <repo>/checkpoints/... from a checkout and from the Docker image (both install the package in place).
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "demo-faces-64.safetensors"
+_DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+
+
+class Settings(BaseSettings):
+    """Service configuration; each field ``x`` is read from the environment variable ``DCGAN_X``."""
+
+    model_config = SettingsConfigDict(env_prefix="DCGAN_", extra="forbid", frozen=True)
+
+    checkpoint: Path = Field(default=DEFAULT_CHECKPOINT, description="generator export (.safetensors) to serve")
+    device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N (auto = CUDA if present, else CPU)")
+    host: str = Field(default="127.0.0.1", description="bind address of `python -m app`")
+    port: int = Field(default=8000, ge=0, le=65535, description="bind port of `python -m app`")
+    api_key: SecretStr | None = Field(default=None, description="if set, generation routes need `X-API-Key` or Bearer")
+    max_images_per_request: int = Field(default=64, ge=1, le=1024, description="largest n (images) one request may ask")
+    max_batch_images: int = Field(default=256, ge=1, le=4096, description="latent rows per generator forward")
+    max_wait_ms: float = Field(default=5.0, ge=0, le=1000, description="how long the batcher waits to fill a batch")
+    max_queued_images: int = Field(default=2048, ge=1, le=1_000_000, description="queued rows before 503 queue_full")
+    request_timeout_s: float = Field(default=10.0, gt=0, le=600, description="deadline per request; 504 past it")
+    max_body_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 30, description="request body cap; 413 above it")
+    max_interpolation_steps: int = Field(default=32, ge=2, le=256, description="largest `steps` of /interpolate")
+    encoder_threads: int = Field(default=2, ge=1, le=64, description="threads that encode PNG/GIF/WebP")
+    torch_threads: int | None = Field(default=None, ge=1, le=256, description="torch intra-op threads (None = default)")
+    log_level: str = Field(default="info", pattern=r"^(critical|error|warning|info|debug)$", description="log level")
+
+    @field_validator("device")
+    @classmethod
+    def _device_spec(cls, value: str) -> str:
+        if not _DEVICE.match(value):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _queue_holds_a_request(self) -> Settings:
+        largest = max(self.max_images_per_request, self.max_interpolation_steps)
+        if self.max_queued_images < largest:
+            raise ValueError(
+                f"max_queued_images ({self.max_queued_images}) must be >= the largest request "
+                f"({largest} = max(max_images_per_request, max_interpolation_steps)), or such requests never fit"
+            )
+        return self

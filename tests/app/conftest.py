@@ -1,0 +1,126 @@
+"""Fixtures: a tiny random-init export (32x32, ngf=8), settings around it, and apps served through
+their lifespan to an ``httpx.AsyncClient`` (ASGI transport, no sockets). Tests run on anyio/asyncio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import torch
+from fastapi import FastAPI
+
+from app.engine import Engine
+from app.main import create_app
+from app.service import Service
+from app.settings import Settings
+from models import DCGANConfig, Generator, Provenance, init_weights, save_generator
+
+TINY = DCGANConfig(nz=16, ngf=8, ndf=8, image_size=32)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 32x32 generator with random DCGAN-init weights, in eval mode, exported once per session."""
+    torch.manual_seed(0)
+    generator = Generator(TINY)
+    generator.apply(init_weights)
+    path = tmp_path_factory.mktemp("export") / "tiny-faces-32.safetensors"
+    save_generator(generator.eval(), path, Provenance(dataset="synthetic", steps=1))
+    return path
+
+
+@pytest.fixture
+def make_settings(checkpoint: Path) -> Callable[..., Settings]:
+    """Settings for the tiny export; small batches keep warm-up fast. Overrides as keyword arguments."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {"checkpoint": checkpoint, "device": "cpu", "max_batch_images": 64}
+        return Settings(**(values | overrides))
+
+    return make
+
+
+@dataclass
+class Served:
+    app: FastAPI
+    http: httpx.AsyncClient
+
+    @property
+    def service(self) -> Service:
+        service: Service = self.app.state.service
+        return service
+
+    def metric(self, name: str, **labels: str) -> float:
+        value = self.service.metrics.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value
+
+
+def client_for(app: FastAPI) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+
+
+@asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[Served]:
+    """Run the app's lifespan (load, warm up, start the batcher) around a client."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app), client_for(app) as http:
+        yield Served(app, http)
+
+
+@pytest.fixture
+async def served(make_settings: Callable[..., Settings]) -> AsyncIterator[Served]:
+    async with serve(make_settings()) as s:
+        yield s
+
+
+class Gate:
+    """Patches ``Engine.forward`` to record rows per call and to block while closed."""
+
+    def __init__(self) -> None:
+        self.open = threading.Event()
+        self.open.set()
+        self.entered = threading.Event()
+        self.calls: list[int] = []  # latent rows of each forward
+
+    def wrap(self, original: Callable[[Engine, torch.Tensor], torch.Tensor]) -> Callable[..., torch.Tensor]:
+        def forward(engine: Engine, z: torch.Tensor) -> torch.Tensor:
+            self.calls.append(z.shape[0])
+            self.entered.set()
+            if not self.open.wait(timeout=30):
+                raise RuntimeError("test gate never opened")
+            return original(engine, z)
+
+        return forward
+
+    async def wait_entered(self) -> None:
+        assert await asyncio.to_thread(self.entered.wait, 10), "no forward started"
+
+
+@pytest.fixture
+def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[Gate]:
+    g = Gate()
+    monkeypatch.setattr(Engine, "forward", g.wrap(Engine.forward))
+    yield g
+    g.open.set()  # never leave the generator thread blocked
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll ``predicate`` on the event loop (the app keeps running meanwhile)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < end, "condition not reached in time"
+        await asyncio.sleep(0.005)
