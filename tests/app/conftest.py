@@ -105,6 +105,11 @@ class Gate:
 
         return forward
 
+    def close(self) -> None:
+        self.open.clear()
+        self.entered.clear()
+        self.calls.clear()
+
     async def wait_entered(self) -> None:
         assert await asyncio.to_thread(self.entered.wait, 10), "no forward started"
 

@@ -1,0 +1,113 @@
+"""MicroBatcher on its own: chunking, failure isolation, count check, dropped requests, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from app.batcher import ClientGone, DeadlineExceeded, GeneratorFailed, MicroBatcher, NotRunning, QueueFull
+from app.metrics import Metrics
+
+pytestmark = pytest.mark.anyio
+
+
+def echo(calls: list[int]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A fake generator: image i is the latent row itself, so slices can be checked."""
+
+    def forward(z: torch.Tensor) -> torch.Tensor:
+        calls.append(z.shape[0])
+        return z.clone()
+
+    return forward
+
+
+def batcher(forward: Callable[[torch.Tensor], torch.Tensor], **kw: float) -> MicroBatcher:
+    opts = {"max_batch_rows": 4, "max_wait_s": 0.01, "max_queued_rows": 64} | kw
+    return MicroBatcher(forward, Metrics(), **opts)  # type: ignore[arg-type]
+
+
+def rows(start: int, n: int) -> torch.Tensor:
+    return torch.arange(start, start + n, dtype=torch.float32)[:, None].repeat(1, 3)  # (n, 3)
+
+
+async def test_large_request_is_chunked_and_reassembled() -> None:
+    calls: list[int] = []
+    b = batcher(echo(calls))
+    await b.start()
+    out = await b.submit(rows(0, 10), timeout_s=5)
+    await b.stop()
+    assert torch.equal(out, rows(0, 10)) and calls == [4, 4, 2]
+
+
+async def test_failure_reaches_only_its_batch() -> None:
+    calls: list[int] = []
+
+    def flaky(z: torch.Tensor) -> torch.Tensor:
+        calls.append(z.shape[0])
+        if len(calls) == 1:
+            raise RuntimeError("device fell over")
+        return z.clone()
+
+    b = batcher(flaky, max_wait_s=0.05)
+    await b.start()
+    first = await asyncio.gather(
+        b.submit(rows(0, 1), timeout_s=5), b.submit(rows(1, 2), timeout_s=5), return_exceptions=True
+    )
+    assert all(isinstance(e, GeneratorFailed) for e in first) and calls == [3]  # both requests of the batch
+    assert torch.equal(await b.submit(rows(5, 2), timeout_s=5), rows(5, 2))  # the next batch is fine
+    await b.stop()
+
+
+async def test_row_count_is_checked() -> None:
+    b = batcher(lambda z: z[:-1])
+    await b.start()
+    with pytest.raises(GeneratorFailed):
+        await b.submit(rows(0, 3), timeout_s=5)
+    await b.stop()
+
+
+async def test_disconnected_client_is_dropped_before_compute() -> None:
+    calls: list[int] = []
+    b = batcher(echo(calls))
+
+    async def gone() -> bool:
+        return True
+
+    await b.start()
+    with pytest.raises(ClientGone):
+        await b.submit(rows(0, 2), timeout_s=5, is_disconnected=gone)
+    await b.stop()
+    assert calls == [] and b._metrics.rejections.labels("disconnected")._value.get() == 1
+
+
+async def test_queue_bound_deadline_and_stop() -> None:
+    release = threading.Event()
+    calls: list[int] = []
+
+    def blocked(z: torch.Tensor) -> torch.Tensor:
+        calls.append(z.shape[0])
+        release.wait(10)
+        return z.clone()
+
+    b = batcher(blocked, max_queued_rows=4)
+    await b.start()
+    running = asyncio.create_task(b.submit(rows(0, 4), timeout_s=5))
+    while not calls:
+        await asyncio.sleep(0.005)
+    waiting = asyncio.create_task(b.submit(rows(4, 3), timeout_s=5))
+    await asyncio.sleep(0.01)
+    with pytest.raises(QueueFull):
+        await b.submit(rows(9, 2), timeout_s=5)  # 3 queued + 2 > 4
+    with pytest.raises(DeadlineExceeded):
+        await b.submit(rows(9, 1), timeout_s=0.05)
+    assert b.queued_rows == 3  # the timed-out request left the queue
+    release.set()
+    assert torch.equal(await running, rows(0, 4))
+    assert torch.equal(await waiting, rows(4, 3))
+    await b.stop()
+    with pytest.raises(NotRunning):
+        await b.submit(rows(0, 1), timeout_s=5)
