@@ -101,6 +101,7 @@ def save_generator(generator: Generator, path: str | os.PathLike[str], provenanc
         save_file(tensors, tmp, metadata=metadata)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # safetensors/mkstemp leave 0600; exports are read by others (the container's user)
         os.replace(tmp, path)  # readers see the old file or the whole new one, never a part
     finally:
         if os.path.exists(tmp):

@@ -67,6 +67,11 @@ def _refused(path: Path, match: str) -> None:
     assert str(path) in str(e.value)
 
 
+def test_export_is_readable_by_other_users(export_path: Path) -> None:
+    """The service container runs as its own uid and reads mounted exports: not mkstemp's 0600."""
+    assert export_path.stat().st_mode & 0o777 == 0o644
+
+
 def test_missing_file(tmp_path: Path) -> None:
     _refused(tmp_path / "nope.safetensors", "no such file")
 
