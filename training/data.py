@@ -72,7 +72,7 @@ def folder_images(root: Path, size: int, cache_dir: Path, name: str = "folder") 
     pixels = np.load(stem.with_suffix(".npy"), mmap_mode="r")[: meta["count"]]  # (N, 3, S, S)
     if meta["count"] == 0:
         raise ValueError(f"--data {root}: none of the {len(files)} image files could be decoded")
-    images = torch.from_numpy(np.ascontiguousarray(pixels))
+    images = torch.from_numpy(np.array(pixels))  # read into (writable) memory
     return ImageSet(images, name, meta["content_hash"], meta["skipped"], len(all_files) - len(files))
 
 

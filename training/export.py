@@ -10,6 +10,7 @@ average over many random latents, in train mode, without gradients, then switch 
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
 
@@ -48,12 +49,10 @@ def recalibrate_bn(generator: Generator, samples: int, batch_size: int = 256, se
 
 def export_generator(generator: Generator, paths: list[Path], provenance: Provenance, recal_samples: int) -> Generator:
     """Recalibrate a copy of ``generator`` and write it as a ``models.checkpoint`` export to each path."""
-    copy = Generator(generator.config).to(next(generator.parameters()).device)
-    copy.load_state_dict(generator.state_dict())
-    recalibrate_bn(copy, recal_samples)
+    recalibrated = recalibrate_bn(copy.deepcopy(generator), recal_samples)  # deepcopy: no global-RNG draw
     for path in paths:
-        save_generator(copy, path, provenance)
-    return copy
+        save_generator(recalibrated, path, provenance)
+    return recalibrated
 
 
 def export_run(run_dir: str | Path, out: str | Path, use_ema: bool = True, recal_samples: int | None = None) -> None:

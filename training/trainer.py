@@ -6,6 +6,7 @@ Run dir layout (rank 0 writes everything): ``config.json``, ``log.jsonl``, ``tb/
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -14,7 +15,6 @@ import torch
 from torchvision.utils import make_grid, save_image
 
 from models.checkpoint import Provenance, code_version
-from models.dcgan import Generator
 from models.latent import latents_for_seeds
 from models.sampling import render
 from training import loop
@@ -111,8 +111,7 @@ class Trainer:
 
     def sample_grid(self) -> Path:
         """samples/step-NNNNNNN.png: the EMA generator, BN-recalibrated, rendered in eval mode as the service will."""
-        G = Generator(self.config.model).to(self.device)
-        G.load_state_dict(self.nets.G_ema.state_dict())
+        G = copy.deepcopy(self.nets.G_ema)  # not Generator(...): its init would draw from the global RNG
         recalibrate_bn(G, min(GRID_RECAL_SAMPLES, self.config.bn_recal_samples))
         pixels = render(G, latents_for_seeds(list(GRID_SEEDS), self.config.nz))  # (64, S, S, 3) uint8
         grid = make_grid(pixels.permute(0, 3, 1, 2).float() / 255.0, nrow=8, padding=2)  # (3, H, W)

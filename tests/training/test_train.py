@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from models import load_generator
+from models.dcgan import Generator
+from tests.training.conftest import write_image
+from training import export
+from training.config import TrainConfig
+from training.distributed import Dist
+from training.logs import read_log
+from training.trainer import train
+
+CPU = torch.device("cpu")
+
+
+def steps_logged(run_dir: Path) -> list[dict[str, float]]:
+    """Step records without the wall-clock throughput."""
+    return [{k: v for k, v in r.items() if k != "img_s"} for r in read_log(run_dir) if r.get("event") == "step"]
+
+
+def test_a_few_real_steps_write_every_output(tiny_config: Callable[..., TrainConfig]) -> None:
+    config = tiny_config(steps=4, sample_every=2, checkpoint_every=2, tensorboard=True, export=None)
+    train(config, Dist(), CPU)
+    run = Path(config.out)
+    rows = steps_logged(run)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    for r in rows:
+        assert all(math.isfinite(r[k]) for k in ("loss_d", "loss_g", "d_x", "d_g_z1", "d_g_z2"))
+        assert 0 <= r["d_x"] <= 1
+    assert TrainConfig.from_json((run / "config.json").read_text()) == config
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step-0000002.png", "step-0000004.png"]
+    assert (run / "loss.png").stat().st_size > 0 and any((run / "tb").iterdir())
+    _, info = load_generator(run / "generator.safetensors")
+    assert info.config == config.model
+    assert info.provenance["dataset"] == "synthetic" and info.provenance["steps"] == 4
+    assert info.provenance["ema"] is True and info.provenance["bn_recalibrated"] is True
+
+
+def test_resume_reproduces_an_uninterrupted_run(tiny_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+    whole = tiny_config(steps=6, checkpoint_every=3, out=str(tmp_path / "whole"))
+    train(whole, Dist(), CPU)
+    part = tiny_config(steps=3, out=str(tmp_path / "part"))
+    train(part, Dist(), CPU)
+    train(tiny_config(steps=6, out=str(tmp_path / "part"), resume=True), Dist(), CPU)
+
+    assert steps_logged(tmp_path / "part") == steps_logged(tmp_path / "whole")  # exact float equality
+    a, b = load_file(tmp_path / "whole" / "state.safetensors"), load_file(tmp_path / "part" / "state.safetensors")
+    assert a.keys() == b.keys()
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+
+
+def test_resume_refuses_a_different_run(tiny_config: Callable[..., TrainConfig]) -> None:
+    train(tiny_config(steps=2), Dist(), CPU)
+    try:
+        train(tiny_config(steps=4, lr=1e-3, resume=True), Dist(), CPU)
+    except ValueError as e:
+        assert "--lr" in str(e)
+    else:
+        raise AssertionError("resuming with another --lr must fail")
+
+
+def test_folder_run_logs_skipped_files(tiny_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+    for i in range(8):
+        write_image(tmp_path / "faces" / f"{i}.png", i)
+    (tmp_path / "faces" / "bad.jpg").write_bytes(b"not a jpeg")
+    config = tiny_config(dataset="folder", data=str(tmp_path / "faces"), steps=1)
+    train(config, Dist(), CPU)
+    (event,) = [r for r in read_log(Path(config.out)) if r.get("event") == "data"]
+    assert (event["images"], event["skipped"]) == (8, 1)
+
+
+def test_bn_recalibration_changes_running_stats() -> None:
+    torch.manual_seed(0)
+    G = Generator(TrainConfig(dataset="synthetic", image_size=32, nz=16, ngf=8).model)
+    before = G.main[1].running_mean.clone()  # fresh BN: zeros
+    export.recalibrate_bn(G, samples=64, batch_size=32)
+    assert not G.training
+    assert not torch.equal(before, G.main[1].running_mean)
+    assert torch.all(G.main[1].running_var != 1.0)
+
+
+def test_export_cli_from_a_run_dir(tiny_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+    config = tiny_config(steps=2)
+    train(config, Dist(), CPU)
+    out = tmp_path / "exported.safetensors"
+    assert export.main([config.out, str(out), "--bn-recal-samples", "32"]) == 0
+    G, info = load_generator(out)
+    state = load_file(Path(config.out) / "state.safetensors")
+    assert torch.equal(G.main[0].weight, state["G_ema.main.0.weight"])  # the EMA weights, unchanged
+    assert not torch.equal(G.main[1].running_mean, state["G_ema.main.1.running_mean"])  # BN recalibrated
+    assert info.provenance["steps"] == 2 and info.provenance["bn_recalibrated"] is True
+    assert export.main([str(tmp_path / "nothing"), str(out)]) == 1
