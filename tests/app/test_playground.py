@@ -299,3 +299,21 @@ def test_playground_at_phone_width(server: str, browser: Browser) -> None:
         watch.assert_clean()
     finally:
         context.close()
+
+
+def test_playground_explains_api_errors(server: str, page: Page) -> None:
+    """A 422 from the server is shown in words naming the field and the term, not as JSON."""
+    watch = PageWatch(page, server)
+    page.add_init_script(f"sessionStorage.setItem('dcgan-faces.api-key', '{API_KEY}')")
+    page.goto(server + "/")
+    page.fill("#arith-terms .term:nth-child(1) .term-seeds", ", ".join(str(s) for s in range(9)))  # server caps at 8
+    for t in (2, 3):
+        page.fill(f"#arith-terms .term:nth-child({t}) .term-seeds", str(t))
+    page.click("#arith-form button[type=submit]")
+    error = page.locator("#arithmetic .error")
+    expect(error).to_contain_text("Exemplar seeds (term A)")
+    expect(error).to_contain_text("at most 8")
+    expect(page.locator("#arith-out")).to_be_hidden()
+    assert watch.errors and all("422" in e for e in watch.errors), watch.errors
+    watch.errors.clear()
+    watch.assert_clean()
