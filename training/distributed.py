@@ -59,6 +59,16 @@ def wrap(module: nn.Module, info: Dist, device: torch.device) -> nn.Module:
     return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
 
 
+def gather(tensor: torch.Tensor, info: Dist, device: torch.device) -> list[torch.Tensor]:
+    """Every rank's ``tensor`` (same shape on all ranks), in rank order, on the CPU. Collective: all ranks call it."""
+    if not info.enabled:
+        return [tensor]
+    local = tensor.to(device)  # nccl only moves CUDA tensors
+    parts = [torch.empty_like(local) for _ in range(info.world)]
+    dist.all_gather(parts, local)
+    return [p.cpu() for p in parts]
+
+
 def barrier(info: Dist) -> None:
     if info.enabled:
         dist.barrier()

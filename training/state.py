@@ -1,7 +1,7 @@
 """The full training state: one ``.safetensors`` file, written atomically, loaded without pickle.
 
 Tensors: ``G.*``, ``D.*``, ``G_ema.*`` (state_dicts), ``opt_G.<param>.<key>`` and ``opt_D.…`` (Adam
-moments and step counters), ``rng.loop`` / ``rng.torch`` / ``rng.cuda.<i>`` (RNG states as uint8
+moments and step counters), ``rng.loop.<rank>`` / ``rng.torch`` / ``rng.cuda.<i>`` (RNG states as uint8
 tensors). Metadata ``meta`` (JSON): format + version, the TrainConfig, step, epoch, position in the
 epoch's data order, dataset name/hash and the optimizers' param_groups. This file is for
 ``--resume`` and ``training.export``; the service reads only generator exports (models.checkpoint).
@@ -57,20 +57,27 @@ def flatten_optimizer(prefix: str, state_dict: dict[str, Any]) -> dict[str, torc
     return out
 
 
-def rng_tensors(loop_rng: torch.Generator) -> dict[str, torch.Tensor]:
-    tensors = {"rng.loop": loop_rng.get_state(), "rng.torch": torch.get_rng_state()}
+def rng_tensors(loop_states: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """RNG states to save; ``loop_states`` holds every rank's loop generator state, in rank order."""
+    tensors = {f"rng.loop.{rank}": s for rank, s in enumerate(loop_states)}
+    tensors["rng.torch"] = torch.get_rng_state()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng.cuda.{i}"] = s
     return tensors
 
 
-def restore_rng(state: TrainState, loop_rng: torch.Generator) -> None:
-    loop_rng.set_state(state.tensors["rng.loop"])
+def restore_rng(state: TrainState, loop_rng: torch.Generator, rank: int) -> bool:
+    """Restore this rank's RNG states; False if the run was saved with fewer processes than ``rank + 1``
+    (the loop generator then keeps its fresh seed: the continuation is valid but not a bit-exact replay)."""
+    key = f"rng.loop.{rank}"
+    if key in state.tensors:
+        loop_rng.set_state(state.tensors[key])
     torch.set_rng_state(state.tensors["rng.torch"])
     cuda = [state.tensors[k] for k in sorted(state.tensors) if k.startswith("rng.cuda.")]
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
+    return key in state.tensors
 
 
 def save_state(path: Path, config: TrainConfig, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:

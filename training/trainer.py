@@ -20,7 +20,7 @@ from models.sampling import render
 from training import loop
 from training.config import RESUMABLE_CHANGES, TrainConfig, option
 from training.data import ImageSet, load_images
-from training.distributed import Dist, barrier
+from training.distributed import Dist, barrier, gather
 from training.export import export_generator, recalibrate_bn
 from training.logs import RunLog, plot_losses, truncate_log
 from training.state import TrainState, flatten_optimizer, load_state, restore_rng, rng_tensors, save_state
@@ -75,7 +75,8 @@ class Trainer:
             getattr(self.nets, name).load_state_dict(state.module_state(name))
         self.nets.opt_G.load_state_dict(state.optimizer_state("opt_G"))
         self.nets.opt_D.load_state_dict(state.optimizer_state("opt_D"))
-        restore_rng(state, self.loop_rng)
+        if not restore_rng(state, self.loop_rng, self.info.rank):
+            self.loop_rng.manual_seed(self.config.seed + 7919 * self.info.rank + 104729 * int(state.meta["step"]))
         self.step = int(state.meta["step"])
         if self.info.is_main:
             truncate_log(self.run_dir, self.step)
@@ -105,8 +106,8 @@ class Trainer:
                 t0, images_seen = time.perf_counter(), 0
             if self.info.is_main and (self.step % cfg.sample_every == 0 or last):  # snapshot
                 self.sample_grid()
-            if self.info.is_main and (self.step % cfg.checkpoint_every == 0 or last):
-                self.save()
+            if self.step % cfg.checkpoint_every == 0 or last:
+                self.save()  # every rank: the RNG states are gathered
         self.finish()
 
     def sample_grid(self) -> Path:
@@ -121,14 +122,17 @@ class Trainer:
         return path
 
     def save(self) -> None:
-        """state.safetensors: everything --resume needs, written atomically."""
+        """state.safetensors: everything --resume needs, written atomically by rank 0. Collective."""
+        loop_states = gather(self.loop_rng.get_state(), self.info, self.device)
+        if not self.info.is_main:
+            return
         nets = self.nets
         tensors = {
             f"{name}.{k}": v for name in ("G", "D", "G_ema") for k, v in getattr(nets, name).state_dict().items()
         }
         tensors |= flatten_optimizer("opt_G", nets.opt_G.state_dict())
         tensors |= flatten_optimizer("opt_D", nets.opt_D.state_dict())
-        tensors |= rng_tensors(self.loop_rng)
+        tensors |= rng_tensors(loop_states)
         epoch, position = self.order.position(self.step)
         meta = {
             "step": self.step,
