@@ -33,6 +33,8 @@ GRID_RECAL_SAMPLES = 1024  # enough for a preview grid; the export uses config.b
 
 class Trainer:
     def __init__(self, config: TrainConfig, info: Dist, device: torch.device) -> None:
+        if config.amp and device.type != "cuda":
+            raise ValueError(f"--amp (bf16 autocast) needs a CUDA device; this run is on {device}")
         self.config, self.info, self.device = config, info, device
         self.run_dir = Path(config.out)
         self.data = _load_data(config, info)
