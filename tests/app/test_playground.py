@@ -40,6 +40,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
+expect.set_options(timeout=15_000)  # the 5 s default is tight for a loaded 2-core CI machine
+
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install chromium)"
 )
