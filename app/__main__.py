@@ -33,7 +33,7 @@ def main() -> int:
         return 2
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
-        Engine.load(str(settings.checkpoint), settings.device)  # preflight; the lifespan loads it for real
+        Engine.preflight(str(settings.checkpoint), settings.device)  # the lifespan loads it for real
     except StartupError as e:
         print(f"dcgan-serve: error: {e}", file=sys.stderr)
         return 1

@@ -71,6 +71,7 @@ class MicroBatcher:
         self._metrics = metrics
         self.max_batch_rows, self.max_wait_s, self.max_queued_rows = max_batch_rows, max_wait_s, max_queued_rows
         self._queue: deque[_Pending] = deque()
+        self._inflight: list[_Pending] = []  # the batch being computed
         self._queued_rows = 0
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -93,13 +94,13 @@ class MicroBatcher:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        while self._queue:
-            item = self._queue.popleft()
+        for item in [*self._inflight, *self._queue]:
             if not item.future.done():
                 item.future.set_exception(NotRunning("the service is shutting down"))
+        self._queue.clear()
         self._set_depth(0)
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+        if self._executor is not None:  # wait for a running forward off the event loop
+            await asyncio.to_thread(self._executor.shutdown, wait=True)
 
     async def submit(
         self, rows: torch.Tensor, *, timeout_s: float, is_disconnected: DisconnectCheck | None = None
@@ -153,7 +154,9 @@ class MicroBatcher:
             batch = await self._collect()
             live = await self._drop_dead(batch)
             if live:
+                self._inflight = live
                 await self._compute(live)
+                self._inflight = []
 
     async def _collect(self) -> list[_Pending]:
         """Wait for rows, then up to ``max_wait_s`` more for a full batch; take whole chunks from the head."""

@@ -23,12 +23,13 @@ class StartupError(RuntimeError):
     """The service cannot start; the message is one line naming the file or device and the problem."""
 
 
-def resolve_device(spec: str) -> torch.device:
+def resolve_device(spec: str, *, announce: bool = True) -> torch.device:
     """``auto|cpu|cuda|cuda:N`` -> a device that exists. Asking for CUDA without it is an error, not a fallback."""
     if spec == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        log.warning("device=auto: no CUDA device found, serving on the CPU (slow: expect ~10x lower throughput)")
+        if announce:
+            log.warning("device=auto: no CUDA device found, serving on the CPU (slow; DCGAN_DEVICE=cpu silences this)")
         return torch.device("cpu")
     if spec == "cpu":
         return torch.device("cpu")
@@ -58,9 +59,18 @@ class Engine:
     dtype: torch.dtype = torch.float32
 
     @classmethod
+    def preflight(cls, checkpoint: str, device_spec: str) -> None:
+        """Validate the device and the whole export (on the CPU) without keeping anything; ``StartupError`` if not."""
+        resolve_device(device_spec, announce=False)
+        cls._load(checkpoint, torch.device("cpu"))
+
+    @classmethod
     def load(cls, checkpoint: str, device_spec: str) -> Engine:
         """Load the export onto the device; raises ``StartupError`` with one clear line."""
-        device = resolve_device(device_spec)
+        return cls._load(checkpoint, resolve_device(device_spec))
+
+    @classmethod
+    def _load(cls, checkpoint: str, device: torch.device) -> Engine:
         try:
             generator, info = load_generator(checkpoint, device)
         except ValueError as e:  # CheckpointError (missing, truncated, corrupt, wrong format) names the file

@@ -1,6 +1,7 @@
-"""Request and response bodies. Every body forbids unknown fields and bounds every number, so bad
-input is a 422 whose ``loc`` names the field. Limits that depend on settings or on the model (n,
-steps, latent length) are checked in ``app.deps`` with the same error shape.
+"""Request and response bodies. Every body forbids unknown fields, is strict about JSON types (no "1"
+for 1, no false for 0.0) and bounds every number, so bad input is a 422 whose ``loc`` names the
+field. Limits that depend on the settings or the model (n, steps, latent length) are checked in
+``app.inputs`` with the same error shape.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ MAX_EXEMPLARS = 8
 MAX_NEIGHBOURS = 16
 
 Seed = Annotated[int, Field(strict=True, ge=0, le=SEED_MAX, description=f"0..{SEED_MAX}")]
-LatentValue = Annotated[float, Field(ge=-LATENT_ABS_MAX, le=LATENT_ABS_MAX, allow_inf_nan=False)]
+LatentValue = Annotated[float, Field(strict=True, ge=-LATENT_ABS_MAX, le=LATENT_ABS_MAX, allow_inf_nan=False)]
 Latent = Annotated[list[LatentValue], Field(min_length=1, max_length=HARD_MAX_ROWS, description="exactly nz floats")]
-Truncation = Annotated[
-    float, Field(ge=0.1, le=10.0, allow_inf_nan=False, description="redraw latent components with |z| above this")
-]
+_TRUNCATION = "redraw latent components with |z| above this (smaller: more typical faces)"
+Truncation = Annotated[float, Field(ge=0.1, le=10.0, allow_inf_nan=False, description=_TRUNCATION)]  # query strings
+StrictTruncation = Annotated[float, Field(strict=True, ge=0.1, le=10.0, allow_inf_nan=False, description=_TRUNCATION)]
 
 
 class _Body(BaseModel):
@@ -54,7 +55,7 @@ class InterpolateBody(_Body):
     steps: int = Field(default=8, strict=True, ge=2, le=256, description="frames, endpoints included")
     method: Literal["slerp", "lerp"] = "slerp"
     format: Literal["strip", "gif", "webp", "json"] = "strip"
-    truncation: Truncation | None = None
+    truncation: StrictTruncation | None = None
     frame_ms: int = Field(default=80, strict=True, ge=20, le=2000, description="frame duration of gif/webp")
 
     model_config = ConfigDict(
@@ -73,7 +74,7 @@ class Term(_Body):
     """One concept: the mean of its exemplars, times a signed weight."""
 
     name: str = Field(min_length=1, max_length=64, description="label, e.g. 'smiling woman'")
-    weight: float = Field(ge=-10.0, le=10.0, allow_inf_nan=False)
+    weight: float = Field(strict=True, ge=-10.0, le=10.0, allow_inf_nan=False)
     seeds: list[Seed] | None = Field(default=None, min_length=1, max_length=MAX_EXEMPLARS)
     latents: list[Latent] | None = Field(default=None, min_length=1, max_length=MAX_EXEMPLARS)
 
@@ -91,9 +92,11 @@ class ArithmeticBody(_Body):
     neighbours: int = Field(
         default=8, strict=True, ge=0, le=MAX_NEIGHBOURS, description="jittered results besides the result"
     )
-    jitter: float = Field(default=0.25, ge=0.0, le=2.0, allow_inf_nan=False, description="std of the neighbours' noise")
+    jitter: float = Field(
+        default=0.25, strict=True, ge=0.0, le=2.0, allow_inf_nan=False, description="std of the neighbours' noise"
+    )
     seed: Seed = Field(default=0, description="seeds the neighbours' noise")
-    truncation: Truncation | None = None
+    truncation: StrictTruncation | None = None
     format: Literal["grid", "json"] = "grid"
 
     model_config = ConfigDict(

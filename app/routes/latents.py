@@ -29,7 +29,9 @@ def parse_seeds(text: str) -> list[int]:
 @router.get("/latents", response_model=LatentsOut, responses=GENERATION_ERRORS, summary="Latents of seeds")
 async def latents(
     engine: EngineDep,
-    seeds: Annotated[str, Query(max_length=12 * MAX_SEEDS, description="comma-separated seeds, e.g. 1,2,3")],
+    seeds: Annotated[
+        str, Query(min_length=1, max_length=12 * MAX_SEEDS, description="comma-separated seeds, e.g. 1,2,3")
+    ],
     truncation: Annotated[Truncation | None, Query()] = None,
 ) -> LatentsOut:
     """Exactly the vectors /generate uses: posting them back as ``latents`` renders the same images."""

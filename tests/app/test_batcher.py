@@ -111,3 +111,25 @@ async def test_queue_bound_deadline_and_stop() -> None:
     await b.stop()
     with pytest.raises(NotRunning):
         await b.submit(rows(0, 1), timeout_s=5)
+
+
+async def test_stop_fails_the_running_batch_and_the_queue() -> None:
+    release = threading.Event()
+
+    def blocked(z: torch.Tensor) -> torch.Tensor:
+        release.wait(10)
+        return z.clone()
+
+    b = batcher(blocked, max_wait_s=0.0)
+    await b.start()
+    running = asyncio.create_task(b.submit(rows(0, 4), timeout_s=5))
+    await asyncio.sleep(0.05)
+    queued = asyncio.create_task(b.submit(rows(4, 2), timeout_s=5))
+    await asyncio.sleep(0.01)
+    stopping = asyncio.create_task(b.stop())
+    await asyncio.sleep(0.01)
+    release.set()  # let the worker thread finish so the executor can shut down
+    await stopping
+    for task in (running, queued):
+        with pytest.raises(NotRunning):
+            await task
