@@ -112,14 +112,13 @@ async def arithmetic(
     text = provenance(engine, "arithmetic", **params)
     if body.format == "json":
         pngs = await _pngs(encoder, images, [text] * images.shape[0])
-        it = iter(pngs)
+        k = sum(plan.exemplar_counts)
+        starts = [sum(plan.exemplar_counts[:i]) for i in range(n_terms)]
         terms = [
-            TermOut(name=t.name, weight=t.weight, mean="", exemplars=[next(it) for _ in range(k)])
-            for t, k in zip(body.terms, plan.exemplar_counts, strict=True)
+            TermOut(name=t.name, weight=t.weight, mean=pngs[k + i], exemplars=pngs[start : start + count])
+            for i, (t, start, count) in enumerate(zip(body.terms, starts, plan.exemplar_counts, strict=True))
         ]
-        for term in terms:
-            term.mean = next(it)
-        result, neighbours = next(it), list(it)
+        result, neighbours = pngs[k + n_terms], pngs[k + n_terms + 1 :]
         out = ArithmeticOut(model_id=engine.info.model_id, result=result, neighbours=neighbours, terms=terms)
         return JSONResponse(out.model_dump())
     rows: list[list[torch.Tensor | None]] = [list(e) for e in exemplars] + [list(means), list(result_row)]

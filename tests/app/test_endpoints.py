@@ -7,6 +7,7 @@ import io
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from models.latent import latents_for_seeds
@@ -148,3 +149,21 @@ async def test_playground_and_docs(served: Served) -> None:
     for path in ("/generate", "/interpolate", "/arithmetic", "/latents"):
         documented = set(next(iter(spec["paths"][path].values()))["responses"])
         assert {"401", "413", "422", "503", "504"} <= documented, path
+
+
+def pixels(b64: str) -> np.ndarray:
+    return np.asarray(image(base64.b64decode(b64)))
+
+
+async def test_arithmetic_result_is_the_mean_arithmetic(served: Served) -> None:
+    """Exemplars are their seeds' faces; the result is sum(weight * mean) rendered like any latent."""
+    body = (await served.http.post("/arithmetic", json=ARITH | {"format": "json", "neighbours": 0})).json()
+    seeds = (await served.http.post("/generate", params={"format": "json"}, json={"seeds": [21, 22, 23]})).json()
+    assert [pixels(p).tobytes() for p in body["terms"][1]["exemplars"]] == [
+        pixels(i["png"]).tobytes() for i in seeds["images"]
+    ]
+    z = latents_for_seeds([11, 12, 13], TINY.nz).mean(0) - latents_for_seeds([21, 22, 23], TINY.nz).mean(0)
+    z = z + torch.tensor([[0.1] * TINY.nz, [-0.2] * TINY.nz]).mean(0)
+    ref = await served.http.post("/generate", params={"format": "json"}, json={"latents": [z.tolist()]})
+    assert np.array_equal(pixels(body["result"]), pixels(ref.json()["images"][0]["png"]))
+    assert body["neighbours"] == []
