@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 from training.config import TrainConfig
 
@@ -89,8 +90,10 @@ def _build_cache(files: list[Path], size: int, stem: Path) -> None:
     tmp = stem.parent / f".{stem.name}.{os.getpid()}.npy.tmp"
     pixels = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), 3, size, size))
     count = 0
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    progress = tqdm(total=len(files), desc="decoding images", unit="img", disable=len(files) < 1000)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool, progress:
         for image in pool.map(lambda p: decode_image(p, size), files):
+            progress.update()
             if image is not None:  # (3, S, S); failures compact out, valid rows stay in file order
                 pixels[count] = image
                 count += 1
