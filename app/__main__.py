@@ -21,7 +21,9 @@ GRACEFUL_SHUTDOWN_S = 5
 
 def _settings_error(e: ValidationError) -> str:
     first = e.errors()[0]
-    field = ".".join(str(p) for p in first["loc"]) or "settings"
+    if not first["loc"]:  # a check across fields
+        return f"invalid settings: {first['msg']}"
+    field = ".".join(str(p) for p in first["loc"])
     return f"invalid setting DCGAN_{field.upper()}: {first['msg']}"
 
 
@@ -35,7 +37,8 @@ def main() -> int:
     try:
         Engine.preflight(str(settings.checkpoint), settings.device)  # the lifespan loads it for real
     except StartupError as e:
-        print(f"dcgan-serve: error: {e}", file=sys.stderr)
+        hint = "" if settings.checkpoint.exists() else " (set DCGAN_CHECKPOINT; `make train-demo` builds the demo one)"
+        print(f"dcgan-serve: error: {e}{hint}", file=sys.stderr)
         return 1
     uvicorn.run(
         create_app(settings),
