@@ -20,7 +20,8 @@ _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 class Settings(BaseSettings):
     """Service configuration; each field ``x`` is read from the environment variable ``DCGAN_X``."""
 
-    model_config = SettingsConfigDict(env_prefix="DCGAN_", extra="forbid", frozen=True)
+    # env_ignore_empty: `DCGAN_API_KEY=` (as compose files write it) means "no key", not "the empty key"
+    model_config = SettingsConfigDict(env_prefix="DCGAN_", extra="forbid", frozen=True, env_ignore_empty=True)
 
     checkpoint: Path = Field(default=DEFAULT_CHECKPOINT, description="generator export (.safetensors) to serve")
     device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N (auto = CUDA if present, else CPU)")

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from app.__main__ import main
+from app.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -111,3 +112,11 @@ def test_invalid_setting_exits_naming_the_variable(
 ) -> None:
     code, err = run_main(monkeypatch, capsys, checkpoint=str(checkpoint), **{key: value})
     assert code == 2 and len(err.splitlines()) == 1 and f"DCGAN_{key.upper()}" in err
+
+
+def test_empty_environment_values_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compose files write `DCGAN_API_KEY=` for "no key"; that must not demand an empty key."""
+    monkeypatch.setenv("DCGAN_API_KEY", "")
+    monkeypatch.setenv("DCGAN_TORCH_THREADS", "")
+    settings = Settings()
+    assert settings.api_key is None and settings.torch_threads is None
