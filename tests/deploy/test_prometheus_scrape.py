@@ -1,0 +1,153 @@
+"""A real Prometheus scrapes our real server and reads back the images-generated counter.
+
+Debian's ``prometheus`` (installed by .ci/run) runs with a generated config (scrape every 1 s) against
+``python -m app`` serving a tiny checkpoint, both on free ports of 127.0.0.1. Generation requests
+then must show up in Prometheus's query API as exactly the number of images they produced.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import torch
+
+from models import DCGANConfig, Generator, Provenance, init_weights, save_generator
+
+from .conftest import REPO
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus (Debian package) not installed"),
+]
+QUERY = "dcgan_images_generated_total"
+IMAGE_COUNTS = (3, 5, 8)  # three requests, 16 images
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for(what: str, check: Callable[[], bool], timeout_s: float, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    tail = log.read_text()[-3000:] if log is not None and log.exists() else ""
+    pytest.fail(f"{what} not within {timeout_s:.0f} s\n{tail}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    """``python -m app`` on a free port with a tiny random-weight checkpoint; yields its base URL."""
+    torch.manual_seed(0)
+    generator = Generator(DCGANConfig(image_size=32, ngf=8))
+    generator.apply(init_weights)
+    checkpoint = tmp_path / "tiny.safetensors"
+    save_generator(generator.eval(), checkpoint, Provenance(dataset="synthetic"))
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DCGAN_")}
+    env |= {
+        "DCGAN_CHECKPOINT": str(checkpoint),
+        "DCGAN_DEVICE": "cpu",
+        "DCGAN_HOST": "127.0.0.1",
+        "DCGAN_PORT": str(port),
+        "DCGAN_MAX_BATCH_IMAGES": "16",
+        "DCGAN_TORCH_THREADS": "1",
+    }
+    log = tmp_path / "app.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "app"], cwd=REPO, env=env, stdout=out, stderr=out)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for("the server's /readyz", lambda: httpx.get(f"{url}/readyz").status_code == 200, 120, log)
+        yield url
+    finally:
+        _stop(process)
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path, server: str) -> Iterator[str]:
+    """Debian's prometheus scraping ``server`` every second; yields its base URL."""
+    port = _free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+        "scrape_configs:\n  - job_name: dcgan-faces\n"
+        f"    static_configs:\n      - targets: ['{server.removeprefix('http://')}']\n"
+    )
+    log = tmp_path / "prometheus.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                "prometheus",
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=out,
+            stderr=out,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for("Prometheus /-/ready", lambda: httpx.get(f"{url}/-/ready").status_code == 200, 60, log)
+        yield url
+    finally:
+        _stop(process)
+
+
+def _counter(prometheus: str) -> list[dict[str, Any]]:
+    """The instant-query result for the counter (one series per scraped target)."""
+    answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": QUERY}).json()
+    assert answer["status"] == "success", answer
+    result: list[dict[str, Any]] = answer["data"]["result"]
+    return result
+
+
+def _total(prometheus: str) -> float | None:
+    series = _counter(prometheus)
+    return sum(float(s["value"][1]) for s in series) if series else None
+
+
+def test_prometheus_reads_back_the_images_the_requests_generated(server: str, prometheus: str) -> None:
+    _wait_for("Prometheus's first scrape of the server", lambda: _total(prometheus) == 0.0, 60)
+
+    for n in IMAGE_COUNTS:
+        response = httpx.post(f"{server}/generate", params={"n": n}, timeout=60)
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "image/png"
+        assert response.content.startswith(b"\x89PNG\r\n\x1a\n")
+
+    expected = float(sum(IMAGE_COUNTS))
+    _wait_for(f"Prometheus reporting {QUERY} == {expected:g}", lambda: _total(prometheus) == expected, 60)
+    (series,) = _counter(prometheus)
+    assert series["metric"]["job"] == "dcgan-faces"
+    assert series["metric"]["instance"] == server.removeprefix("http://")
+    time.sleep(2)  # two more scrapes: the value stays put (nothing else generates)
+    assert _total(prometheus) == expected
