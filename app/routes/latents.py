@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
@@ -26,7 +26,10 @@ def parse_seeds(text: str) -> list[int]:
     return [int(p) for p in parts]
 
 
-@router.get("/latents", response_model=LatentsOut, responses=GENERATION_ERRORS, summary="Latents of seeds")
+_ERRORS: dict[int | str, dict[str, Any]] = {c: GENERATION_ERRORS[c] for c in (401, 422, 503)}  # no body, no batcher
+
+
+@router.get("/latents", response_model=LatentsOut, responses=_ERRORS, summary="Latents of seeds")
 async def latents(
     engine: EngineDep,
     seeds: Annotated[

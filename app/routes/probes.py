@@ -18,7 +18,11 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: model loaded, warmed up, batcher running", responses={503: {}})
+@router.get(
+    "/readyz",
+    summary="Readiness: model loaded, warmed up, batcher running",
+    responses={503: {"description": "starting (loading, warming up) or stopping"}},
+)
 async def readyz(service: ServiceDep) -> JSONResponse:
     status = 200 if service.ready else 503
     return JSONResponse({"status": "ready" if service.ready else service.state}, status_code=status)
