@@ -7,6 +7,7 @@ then must show up in Prometheus's query API as exactly the number of images they
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -63,9 +64,10 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=5)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[str]:
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``python -m app`` on a free port with a tiny random-weight checkpoint; yields its base URL."""
+    tmp_path = tmp_path_factory.mktemp("server")
     torch.manual_seed(0)
     generator = Generator(DCGANConfig(image_size=32, ngf=8))
     generator.apply(init_weights)
@@ -92,9 +94,10 @@ def server(tmp_path: Path) -> Iterator[str]:
         _stop(process)
 
 
-@pytest.fixture
-def prometheus(tmp_path: Path, server: str) -> Iterator[str]:
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory, server: str) -> Iterator[str]:
     """Debian's prometheus scraping ``server`` every second; yields its base URL."""
+    tmp_path = tmp_path_factory.mktemp("prometheus")
     port = _free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(
@@ -151,3 +154,14 @@ def test_prometheus_reads_back_the_images_the_requests_generated(server: str, pr
     assert series["metric"]["instance"] == server.removeprefix("http://")
     time.sleep(2)  # two more scrapes: the value stays put (nothing else generates)
     assert _total(prometheus) == expected
+
+
+def test_every_grafana_dashboard_query_evaluates(server: str, prometheus: str) -> None:
+    """The provisioned dashboard's PromQL parses and runs against the series our server exports."""
+    dashboard = json.loads((REPO / "deploy/grafana/dashboards/dcgan-faces.json").read_text())
+    _wait_for("Prometheus's first scrape of the server", lambda: _total(prometheus) is not None, 60)
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            expr = target["expr"].replace("$__rate_interval", "1m")
+            answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}).json()
+            assert answer["status"] == "success", f"{panel['title']}: {expr}: {answer}"
