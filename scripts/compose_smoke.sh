@@ -6,10 +6,12 @@
 #   4. SIGTERM (`stop`) while requests are in flight: they all complete, the service exits 0
 #   5. `down -v`, always (a trap), so nothing is left running
 # It pulls nothing itself: the images the compose files name must be present or reachable.
-# Exit status is non-zero on any failure. Not run by CI (no Docker engine there).
+# Needs docker, compose (v1 or v2), curl and python3 on the host. Exit status is non-zero on any
+# failure. Not run by CI (no Docker engine there).
 #
 # Environment: COMPOSE (default: docker-compose, else `docker compose`), DCGAN_HOST_PORT (8000),
-# PROMETHEUS_HOST_PORT (9090), SMOKE_TIMEOUT_S (600, for build + start), SMOKE_PNG (where to keep the grid).
+# PROMETHEUS_HOST_PORT (9090), COMPOSE_PROJECT_NAME (dcgan-faces-smoke, apart from your own stack),
+# SMOKE_TIMEOUT_S (600: how long to wait for healthy), SMOKE_PNG (where to keep the grid).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
