@@ -20,6 +20,7 @@ async function loadModelInfo() {
       prov.dataset && `trained on ${prov.dataset}`, prov.steps && `${prov.steps} steps`,
       m.device && `running on ${m.device}`].filter(Boolean);
     info.textContent = `Model: ${bits.join(" · ")}`;
+    state.imageSize = cfg.image_size || null;
     if (m.max_images_per_request) $("#gen-n").max = String(m.max_images_per_request);
   } catch (err) {
     info.textContent = err.message;

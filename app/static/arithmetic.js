@@ -92,7 +92,9 @@ async function compute() {
   renderRows(json, body.terms);
   const [figureUrl] = replaceBlobUrls("arith", [figure]);
   const img = $("#arith-figure");
-  img.onload = () => { img.style.width = `${img.naturalWidth * 2}px`; }; // twice its size; CSS caps at 100%
+  // Faces under 64 px are shown twice their size (pixelated); CSS caps the width at 100%.
+  const scale = state.imageSize && state.imageSize < 64 ? 2 : 1;
+  img.onload = () => { img.style.width = `${img.naturalWidth * scale}px`; };
   Object.assign(img, { src: figureUrl, alt: `Arithmetic figure: ${$("#arith-expr").textContent}` });
   Object.assign($("#arith-dl"), { href: figureUrl, download: "arithmetic.png" });
   $("#arith-out").hidden = false;

@@ -7,6 +7,7 @@ const SEED_MAX = 4294967295;
 export const $ = (sel, root = document) => root.querySelector(sel);
 
 export const state = {
+  imageSize: null,    // the model's image size in pixels, from /v1/model
   truncation: null,   // the truncation the grid was drawn with; reused by interpolation and arithmetic
   faces: new Map(),   // seed -> image URL, for thumbnails of exemplars
   selected: [],       // seeds, in the order they were selected

@@ -264,6 +264,7 @@ def _arithmetic(page: Page) -> None:
     expect(rows).to_have_count(4)  # three exemplar rows with their means, then the result row
     sizes = _wait_images(page, "#arith-rows img", (3 + 1) + (2 + 1) + (2 + 1) + (1 + 3))
     assert sizes == [{"w": IMAGE_SIZE, "h": IMAGE_SIZE}] * len(sizes)
+    page.click("#arith-figure-panel summary")  # the paper-style figure is folded away by default
     _wait_images(page, "#arith-figure", 1)
     assert _blob_base64(page, "#arith-dl")[:8] == base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()[:8]
 
