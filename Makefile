@@ -25,9 +25,10 @@ test: lint
 serve: $(STAMP)
 	$(PY) -m app
 
-# Reproduces checkpoints/demo-faces-64.safetensors (CPU, about 15 minutes on 2 cores).
+# Reproduces checkpoints/demo-faces-64.safetensors: 29.5 min on a busy 2-core CPU. One torch
+# thread, as it was trained: two threads on oversubscribed cores spin-wait and run 2-5x slower.
 train-demo: $(STAMP)
-	$(PY) -m training --dataset lfw-sample --image-size 64 --ngf 32 --ndf 32 --batch-size 64 \
+	OMP_NUM_THREADS=1 $(PY) -m training --dataset lfw-sample --image-size 64 --ngf 32 --ndf 32 --batch-size 64 \
 		--steps 3000 --seed 1 --out runs/demo --export checkpoints/demo-faces-64.safetensors
 
 clean:
