@@ -284,7 +284,7 @@ def test_playground_walkthrough(server: str, page: Page) -> None:
 
 
 def test_playground_at_phone_width(server: str, browser: Browser) -> None:
-    """At 375 px nothing overflows sideways and the grid still works."""
+    """At 375 px nothing overflows sideways; the grid, selection and interpolation still work."""
     context = browser.new_context(viewport={"width": 375, "height": 812}, device_scale_factor=2)
     try:
         page = context.new_page()
@@ -295,6 +295,11 @@ def test_playground_at_phone_width(server: str, browser: Browser) -> None:
         page.fill("#gen-n", "9")
         _submit_generate(page)
         _wait_images(page, "#grid .face img", 9)
+        _select(page, 0, 1)
+        page.click("#interp-use-selected")
+        page.fill("#interp-steps", "16")  # a strip far wider than the screen scrolls inside its box
+        page.click("#interp-form button[type=submit]")
+        _wait_images(page, "#interp-out img", 2)
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"page is {overflow} px wider than a 375 px screen"
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
