@@ -2,14 +2,23 @@
 
 Settings come from ``DCGAN_*`` variables. The model is checked before uvicorn starts so that a
 missing or corrupt checkpoint, or CUDA asked for but absent, ends the process with one clear line.
+
+SIGTERM/SIGINT drain first: ``/readyz`` answers 503 at once while requests are still served for
+``DRAIN_S`` (time for a load balancer to notice), then uvicorn's graceful shutdown stops accepting,
+lets in-flight requests finish (up to ``GRACEFUL_SHUTDOWN_S``) and runs the lifespan's stop. A
+second signal skips the drain.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
+from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 from pydantic import ValidationError
 
 from app.engine import Engine, StartupError
@@ -17,6 +26,28 @@ from app.main import create_app
 from app.settings import Settings
 
 GRACEFUL_SHUTDOWN_S = 5
+DRAIN_S = 2.0  # DRAIN_S + GRACEFUL_SHUTDOWN_S + lifespan stop stays under a 10 s kill timeout
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, but the first exit signal only marks the app draining and shuts down ``drain_s`` later."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI, drain_s: float = DRAIN_S) -> None:
+        super().__init__(config)
+        self.app, self.drain_s = app, drain_s
+        self._timer: threading.Timer | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._timer is not None or self.drain_s <= 0:  # second signal (or no drain): shut down now
+            super().handle_exit(sig, frame)
+            return
+        self.app.state.draining = True  # /readyz -> 503; routes keep serving
+        logging.getLogger("app").info(
+            "%s: draining for %.1f s, then shutting down", signal.Signals(sig).name, self.drain_s
+        )
+        self._timer = threading.Timer(self.drain_s, super().handle_exit, (sig, frame))
+        self._timer.daemon = True
+        self._timer.start()
 
 
 def _settings_error(e: ValidationError) -> str:
@@ -40,14 +71,16 @@ def main() -> int:
         hint = "" if settings.checkpoint.exists() else " (set DCGAN_CHECKPOINT; `make train-demo` builds the demo one)"
         print(f"dcgan-serve: error: {e}{hint}", file=sys.stderr)
         return 1
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         workers=1,
         log_level=settings.log_level,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
+    DrainingServer(config, app).run()
     return 0
 
 

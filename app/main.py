@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_size=settings.max_body_bytes,  # 413 with or without Content-Length, chunked bodies included
     )
     app.state.service = service
+    app.state.draining = False  # set by `python -m app` on SIGTERM: /readyz turns 503, requests are still served
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     errors.install(app, metrics.rejections.labels("invalid"))
     for module in (generate, interpolate, arithmetic, latents, probes):

@@ -18,6 +18,24 @@ _FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 REJECTION_REASONS = ("queue_full", "deadline", "disconnected", "invalid")
 
 
+class QueueDepth:
+    """``dcgan_queue_depth_images`` plus its high-water mark ``dcgan_queue_depth_max_images`` (since start),
+    so a scrape every few seconds still proves the queue never went past its bound between scrapes."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.current = Gauge("dcgan_queue_depth_images", "Latent rows waiting in the batcher queue", registry=registry)
+        self.peak = Gauge(
+            "dcgan_queue_depth_max_images", "Most latent rows ever waiting in the batcher queue", registry=registry
+        )
+        self._peak = 0.0
+
+    def set(self, rows: float) -> None:
+        self.current.set(rows)
+        if rows > self._peak:
+            self._peak = rows
+            self.peak.set(rows)
+
+
 class Metrics:
     """Every metric the service exports, registered in its own registry."""
 
@@ -43,7 +61,7 @@ class Metrics:
         self.forward_seconds = Histogram(
             "dcgan_generator_forward_seconds", "Wall time of one generator forward", buckets=_FAST_BUCKETS, registry=r
         )
-        self.queue_depth = Gauge("dcgan_queue_depth_images", "Latent rows waiting in the batcher queue", registry=r)
+        self.queue_depth = QueueDepth(r)
         self.rejections = Counter("dcgan_rejections", "Requests refused, by reason", ["reason"], registry=r)
         for reason in REJECTION_REASONS:
             self.rejections.labels(reason)  # export zeros so dashboards see every series from the start

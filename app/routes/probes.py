@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -21,9 +21,11 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     summary="Readiness: model loaded, warmed up, batcher running",
-    responses={503: {"description": "starting (loading, warming up) or stopping"}},
+    responses={503: {"description": "starting (loading, warming up), draining after SIGTERM, or stopping"}},
 )
-async def readyz(service: ServiceDep) -> JSONResponse:
+async def readyz(request: Request, service: ServiceDep) -> JSONResponse:
+    if service.ready and request.app.state.draining:  # still serving, but take no new traffic
+        return JSONResponse({"status": "draining"}, status_code=503)
     status = 200 if service.ready else 503
     return JSONResponse({"status": "ready" if service.ready else service.state}, status_code=status)
 
