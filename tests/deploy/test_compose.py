@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from app.__main__ import GRACEFUL_SHUTDOWN_S
+from app.__main__ import DRAIN_S, GRACEFUL_SHUTDOWN_S
 from app.metrics import Metrics
 
 from .conftest import REPO, load_yaml, seconds, with_defaults
@@ -53,9 +53,11 @@ def test_app_builds_the_dockerfile_and_reserves_one_nvidia_gpu() -> None:
     _assert_ready_healthcheck(app)
 
 
-def test_uvicorn_drains_before_compose_kills() -> None:
+def test_the_service_drains_and_shuts_down_before_compose_kills() -> None:
     stop_grace = seconds(BASE["services"]["app"]["stop_grace_period"])
-    assert stop_grace > GRACEFUL_SHUTDOWN_S, "SIGKILL would cut in-flight requests before uvicorn finishes"
+    # SIGTERM: /readyz 503 and requests served for DRAIN_S, then uvicorn finishes in-flight ones for up to
+    # GRACEFUL_SHUTDOWN_S; SIGKILL comes stop_grace_period after SIGTERM. Keep a margin for the lifespan stop.
+    assert stop_grace >= DRAIN_S + GRACEFUL_SHUTDOWN_S + 5, "SIGKILL would cut requests that are still draining"
 
 
 def test_prometheus_is_pinned_scrapes_from_the_repo_config_and_keeps_data_in_a_volume() -> None:
