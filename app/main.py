@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from app import errors
+from app import docs, errors
 from app.metrics import HttpMetricsMiddleware, Metrics
 from app.routes import arithmetic, generate, interpolate, latents, probes
 from app.service import Service
@@ -38,6 +38,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Synthetic faces from a DCGAN: generate, interpolate, vector arithmetic; batched across requests.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # docs.install serves /docs without a CDN
+        redoc_url=None,
         max_body_size=settings.max_body_bytes,  # 413 with or without Content-Length, chunked bodies included
     )
     app.state.service = service
@@ -46,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app, metrics.rejections.labels("invalid"))
     for module in (generate, interpolate, arithmetic, latents, probes):
         app.include_router(module.router)
+    docs.install(app)
     _static(app)
     return app
 

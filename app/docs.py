@@ -1,0 +1,30 @@
+"""``/docs`` with Swagger UI served from the package, not a CDN (many users' networks are offline).
+
+FastAPI's default ``/docs`` page loads Swagger UI's JavaScript and CSS from jsdelivr, which leaves a
+blank page without internet. ``swagger-ui-bundle`` ships those files on PyPI; we mount them.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
+
+ASSETS = "/docs-assets"
+
+
+def install(app: FastAPI) -> None:
+    """Serve ``/docs`` from bundled assets; build the app with ``docs_url=None`` first."""
+    app.mount(ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - API docs",
+            swagger_js_url=f"{ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{ASSETS}/favicon-32x32.png",
+        )
