@@ -110,11 +110,13 @@ def _build_cache(files: list[Path], size: int, stem: Path) -> None:
 def decode_image(path: Path, size: int) -> np.ndarray | None:
     """One file -> (3, size, size) uint8 RGB, resized and centre-cropped; None if it cannot be decoded."""
     try:
-        with Image.open(path) as img:
+        with Image.open(path) as img:  # reads the header only
+            if img.width * img.height > Image.MAX_IMAGE_PIXELS:  # ~89 MP: a bomb or a mistake, never a face photo
+                return None
             img.load()  # decode now: truncated files fail here, not later
             return resize_center_crop(img.convert("RGB"), size)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        return None  # OSError covers UnidentifiedImageError and truncated data
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Warning):
+        return None  # OSError: unidentified or truncated; Warning: PIL's warnings (bomb, truncated TIFF) under -W error
 
 
 def resize_center_crop(img: Image.Image, size: int) -> np.ndarray:

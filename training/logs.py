@@ -6,6 +6,7 @@ Only rank 0 constructs a real ``RunLog``; the others get a disabled one that dro
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +61,21 @@ def read_log(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / LOG_NAME
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:  # a line torn by a crash mid-append: the run resumes without it
+            continue
+    return records
 
 
 def truncate_log(run_dir: Path, step: int) -> None:
     """Drop step records after ``step`` (logged by a run that died before its next checkpoint)."""
     records = [r for r in read_log(run_dir) if not (r.get("event") == "step" and r["step"] > step)]
-    (run_dir / LOG_NAME).write_text("".join(json.dumps(r) + "\n" for r in records))
+    tmp = run_dir / f".{LOG_NAME}.tmp"  # atomic: a kill mid-rewrite must not lose the log
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    os.replace(tmp, run_dir / LOG_NAME)
 
 
 def plot_losses(run_dir: Path) -> Path | None:

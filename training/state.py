@@ -85,6 +85,8 @@ def save_state(path: Path, config: TrainConfig, meta: dict[str, Any], tensors: d
     cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "config": config.to_dict(), **meta}
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a run killed mid-write: never read, only space
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
