@@ -7,7 +7,14 @@
 # The CUDA builds of torch carry their own CUDA runtime: the host needs only the NVIDIA driver and the
 # NVIDIA Container Toolkit (README "Docker" lists the driver each flavour needs).
 
-# ---- build: a virtual environment holding the dependencies only -------------------
+# ---- requirements: pyproject's dependency list alone, so that edits to its tool settings (ruff, pytest,
+# version) leave the requirement files byte-identical and the (multi-GB) install below cached -------
+FROM python:3.11-slim-bookworm AS requirements
+WORKDIR /build
+COPY pyproject.toml deploy/pyproject_requirements.py ./
+RUN python pyproject_requirements.py pyproject.toml
+
+# ---- build: a virtual environment holding the dependencies only ------------------------------------
 FROM python:3.11-slim-bookworm AS build
 
 ARG TORCH_INDEX_URL=https://pypi.org/simple
@@ -15,11 +22,9 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:$PATH
 WORKDIR /build
 RUN python -m venv /opt/venv
-
-# Dependencies first, from pyproject alone, so that editing the code reuses this (multi-GB) layer.
-COPY pyproject.toml deploy/pyproject_requirements.py ./
-RUN python pyproject_requirements.py pyproject.toml \
- && pip install --no-cache-dir --index-url "$TORCH_INDEX_URL" -r torch.txt \
+# torch/torchvision from TORCH_INDEX_URL first (the CUDA flavour), then the rest from PyPI.
+COPY --from=requirements /build/requirements.txt /build/torch.txt ./
+RUN pip install --no-cache-dir --index-url "$TORCH_INDEX_URL" -r torch.txt \
  && pip install --no-cache-dir -r requirements.txt
 
 # ---- runtime: the venv and the demo checkpoint, run as an unprivileged user -------------------------

@@ -3,8 +3,9 @@
     python pyproject_requirements.py pyproject.toml   # -> requirements.txt, torch.txt (in the cwd)
 
 torch.txt holds the torch/torchvision pins alone, so the build can take them from TORCH_INDEX_URL
-(another CUDA flavour, or CPU) before requirements.txt installs the rest from PyPI. Dependencies only:
-the image's dependency layer then changes only when pyproject.toml does, never when the code does.
+(another CUDA flavour, or CPU) before requirements.txt installs the rest from PyPI. The image's
+install layer sees only these two files, so it is rebuilt when the dependency list changes, not when
+the code or pyproject's tool settings do.
 Standard library only (it runs before anything is installed).
 """
 
