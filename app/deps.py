@@ -1,4 +1,8 @@
-"""Dependencies as ``Annotated`` aliases: the service, the ready engine, the API key check."""
+"""Dependencies as ``Annotated`` aliases: the service, the ready engine, the API key check.
+
+All ``async def``: FastAPI runs a plain ``def`` dependency in its thread pool, two thread hops per
+request for what are attribute lookups (docs/benchmarks/README.md).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="needed 
 _bearer = HTTPBearer(auto_error=False, description="alternative to X-API-Key: `Authorization: Bearer <key>`")
 
 
-def get_service(request: Request) -> Service:
+async def get_service(request: Request) -> Service:
     service: Service = request.app.state.service
     return service
 
@@ -23,7 +27,7 @@ def get_service(request: Request) -> Service:
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 
-def get_engine(service: ServiceDep) -> Engine:
+async def get_engine(service: ServiceDep) -> Engine:
     """The loaded engine; 503 (``NotRunning``) while loading or shutting down."""
     return service.engine
 

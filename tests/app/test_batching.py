@@ -26,8 +26,9 @@ async def test_concurrent_single_images_share_forwards(make_settings: Callable[.
         responses = await asyncio.gather(*tasks)
         assert all(r.status_code == 200 for r in responses)
         assert sorted(int(r.headers["x-seeds"]) for r in responses) == list(range(64))
-        assert len(gate.calls) == 2 and sum(gate.calls) == 64, gate.calls  # 64 requests, 2 forwards
-        assert served.metric("dcgan_batch_images_count") - batches_before == 2
+        # 64 requests, at most 2 forwards (1 when all 64 arrive within the first batch's max_wait)
+        assert len(gate.calls) in (1, 2) and sum(gate.calls) == 64, gate.calls
+        assert served.metric("dcgan_batch_images_count") - batches_before == len(gate.calls)
         assert served.metric("dcgan_batch_requests_sum") >= 63  # requests per batch, summed
 
 
