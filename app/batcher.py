@@ -66,10 +66,12 @@ class MicroBatcher:
         max_batch_rows: int,
         max_wait_s: float,
         max_queued_rows: int,
+        batching: bool = True,
     ) -> None:
         self._forward = forward
         self._metrics = metrics
         self.max_batch_rows, self.max_wait_s, self.max_queued_rows = max_batch_rows, max_wait_s, max_queued_rows
+        self.batching = batching  # False: one forward per request chunk, no waiting (the benchmark's naive baseline)
         self._queue: deque[_Pending] = deque()
         self._inflight: list[_Pending] = []  # the batch being computed
         self._queued_rows = 0
@@ -163,6 +165,10 @@ class MicroBatcher:
         while not self._queue:
             self._wakeup.clear()
             await self._wakeup.wait()
+        if not self.batching:
+            item = self._queue.popleft()
+            self._set_depth(self._queued_rows - item.rows.shape[0])
+            return [item]
         loop = asyncio.get_running_loop()
         flush_at = loop.time() + self.max_wait_s
         while self._queued_rows < self.max_batch_rows and (remaining := flush_at - loop.time()) > 0:

@@ -8,6 +8,7 @@ so a latent's pixels do not depend on the batch it shares.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -43,6 +44,22 @@ def resolve_device(spec: str, *, announce: bool = True) -> torch.device:
     return device
 
 
+def torch_threads(setting: int | None, device: torch.device) -> int:
+    """Intra-op threads for the forward: the setting if given; on a CPU device, one core fewer than this
+    process may use (at least 1), leaving a core to the event loop and the PNG encoders; else torch's default.
+
+    Why not all cores: OpenMP workers spin while they wait, so a forward whose threads share their
+    cores with the event loop and encoders runs several times slower than on fewer threads
+    (docs/benchmarks/README.md).
+    """
+    if setting is not None:
+        return setting
+    if device.type == "cpu":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(1, cores - 1)
+    return torch.get_num_threads()
+
+
 def warmup_sizes(max_batch_images: int) -> list[int]:
     """Distinct padded batch sizes the batcher will run: powers of two up to the cap, padded to 8."""
     sizes = {padded_rows(min(2**k, max_batch_images)) for k in range(max_batch_images.bit_length() + 1)}
@@ -57,6 +74,7 @@ class Engine:
     info: ExportInfo
     device: torch.device
     dtype: torch.dtype = torch.float32
+    chunk_rows: int | None = None  # CPU: forward a large batch in pieces of this many rows (a multiple of 8)
 
     @classmethod
     def preflight(cls, checkpoint: str, device_spec: str) -> None:
@@ -90,12 +108,20 @@ class Engine:
     def warm_up(self, max_batch_images: int) -> float:
         """Run each batch size once (cuDNN autotuning, allocator growth); returns the seconds spent."""
         start = time.perf_counter()
-        for rows in warmup_sizes(max_batch_images):
+        for rows in warmup_sizes(min(max_batch_images, self.chunk_rows or max_batch_images)):
             render(self.generator, torch.zeros(rows, self.nz))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         return time.perf_counter() - start
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """Latents (N, nz) float32 -> images (N, H, W, C) uint8 on the CPU."""
-        return render(self.generator, z)
+        """Latents (N, nz) float32 -> images (N, H, W, C) uint8 on the CPU.
+
+        With ``chunk_rows`` set, a larger batch runs as pieces of that many rows: on a CPU the
+        activations of a few dozen rows stay in cache and each image costs less than in one
+        256-row call. The pixels do not change: ``render`` makes every row independent of the
+        batch it is computed in (pieces are multiples of 8 rows, the last one is padded).
+        """
+        if self.chunk_rows is None or z.shape[0] <= self.chunk_rows:
+            return render(self.generator, z)
+        return torch.cat([render(self.generator, part) for part in z.split(self.chunk_rows)])

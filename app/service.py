@@ -13,7 +13,7 @@ import torch
 from starlette.requests import Request
 
 from app.batcher import MicroBatcher, NotRunning
-from app.engine import Engine
+from app.engine import Engine, torch_threads
 from app.imaging import Encoder
 from app.metrics import Metrics
 from app.settings import Settings
@@ -50,9 +50,9 @@ class Service:
 
     async def start(self) -> None:
         s = self.settings
-        if s.torch_threads is not None:
-            torch.set_num_threads(s.torch_threads)
         engine = await asyncio.to_thread(Engine.load, str(s.checkpoint), s.device)
+        torch.set_num_threads(torch_threads(s.torch_threads, engine.device))
+        engine.chunk_rows = s.cpu_chunk_rows if engine.device.type == "cpu" else None
         seconds = await asyncio.to_thread(engine.warm_up, s.max_batch_images)
         info = engine.info
         log.info("loaded %s (%s) on %s; warm-up %.2f s", info.model_id, info.config, engine.device, seconds)
@@ -72,6 +72,7 @@ class Service:
             max_batch_rows=s.max_batch_images,
             max_wait_s=s.max_wait_ms / 1000,
             max_queued_rows=s.max_queued_images,
+            batching=s.batching,
         )
         await self._batcher.start()
         self.state = "ready"

@@ -30,13 +30,19 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(default=None, description="if set, generation routes need `X-API-Key` or Bearer")
     max_images_per_request: int = Field(default=64, ge=1, le=1024, description="largest n (images) one request may ask")
     max_batch_images: int = Field(default=256, ge=1, le=4096, description="latent rows per generator forward")
+    cpu_chunk_rows: int = Field(
+        default=64, ge=8, le=4096, multiple_of=8, description="on CPU, rows per forward call within a batch"
+    )
+    batching: bool = Field(default=True, description="false: one forward per request (benchmark baseline only)")
     max_wait_ms: float = Field(default=5.0, ge=0, le=1000, description="how long the batcher waits to fill a batch")
     max_queued_images: int = Field(default=2048, ge=1, le=1_000_000, description="queued rows before 503 queue_full")
     request_timeout_s: float = Field(default=10.0, gt=0, le=600, description="deadline per request; 504 past it")
     max_body_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 30, description="request body cap; 413 above it")
     max_interpolation_steps: int = Field(default=32, ge=2, le=256, description="largest `steps` of /interpolate")
     encoder_threads: int = Field(default=2, ge=1, le=64, description="threads that encode PNG/GIF/WebP")
-    torch_threads: int | None = Field(default=None, ge=1, le=256, description="torch intra-op threads (None = default)")
+    torch_threads: int | None = Field(
+        default=None, ge=1, le=256, description="torch intra-op threads (None: CPU cores - 1 on CPU)"
+    )
     log_level: str = Field(default="info", pattern=r"^(critical|error|warning|info|debug)$", description="log level")
 
     @field_validator("device")

@@ -25,7 +25,7 @@ def echo(calls: list[int]) -> Callable[[torch.Tensor], torch.Tensor]:
     return forward
 
 
-def batcher(forward: Callable[[torch.Tensor], torch.Tensor], **kw: float) -> MicroBatcher:
+def batcher(forward: Callable[[torch.Tensor], torch.Tensor], **kw: float | bool) -> MicroBatcher:
     opts = {"max_batch_rows": 4, "max_wait_s": 0.01, "max_queued_rows": 64} | kw
     return MicroBatcher(forward, Metrics(), **opts)  # type: ignore[arg-type]
 
@@ -133,3 +133,13 @@ async def test_stop_fails_the_running_batch_and_the_queue() -> None:
     for task in (running, queued):
         with pytest.raises(NotRunning):
             await task
+
+
+async def test_batching_off_runs_one_forward_per_request() -> None:
+    calls: list[int] = []
+    b = batcher(echo(calls), max_wait_s=0.05, batching=False)
+    await b.start()
+    outs = await asyncio.gather(*(b.submit(rows(10 * i, i), timeout_s=5) for i in (1, 2, 3, 6)))
+    await b.stop()
+    assert [o[:, 0].tolist() for o in outs] == [rows(10 * i, i)[:, 0].tolist() for i in (1, 2, 3, 6)]
+    assert calls == [1, 2, 3, 4, 2]  # the naive baseline: no request shares a forward (6 rows = two chunks of 4)

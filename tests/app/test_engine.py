@@ -1,0 +1,34 @@
+"""Engine speed settings never change pixels: chunked CPU forwards give ``render``'s exact bytes; and the
+thread policy leaves a core free on the CPU."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from app.engine import Engine, torch_threads
+from models.latent import latents_for_seeds
+from models.sampling import render
+
+
+@pytest.mark.parametrize("chunk_rows", [8, 16, 64])
+def test_chunked_forward_is_bit_identical_to_render(checkpoint: Path, chunk_rows: int) -> None:
+    engine = Engine.load(str(checkpoint), "cpu")
+    z = latents_for_seeds(list(range(50)), engine.nz)  # (50, nz): pieces of chunk_rows and a padded remainder
+    reference = render(engine.generator, z)
+    engine.chunk_rows = chunk_rows
+    assert torch.equal(engine.forward(z), reference)
+
+
+def test_thread_policy_leaves_a_core_for_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert torch_threads(3, torch.device("cpu")) == 3  # an explicit setting wins
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert torch_threads(None, torch.device("cpu")) == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert torch_threads(None, torch.device("cpu")) == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert torch_threads(None, torch.device("cpu")) == 15
+    assert torch_threads(None, torch.device("cuda")) == torch.get_num_threads()  # the GPU does the work
