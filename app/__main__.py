@@ -11,6 +11,7 @@ second signal skips the drain.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import sys
@@ -50,6 +51,15 @@ class DrainingServer(uvicorn.Server):
         self._timer.start()
 
 
+def _http_protocol() -> type[asyncio.Protocol] | str:
+    """httptools (fast) with a bound on the request head when installed, else h11 (bounded by itself)."""
+    try:
+        from app.http_limits import BoundedHttpToolsProtocol
+    except ImportError:  # httptools not installed
+        return "h11"
+    return BoundedHttpToolsProtocol
+
+
 def _settings_error(e: ValidationError) -> str:
     first = e.errors()[0]
     if not first["loc"]:  # a check across fields
@@ -76,6 +86,7 @@ def main() -> int:
         app,
         host=settings.host,
         port=settings.port,
+        http=_http_protocol(),
         workers=1,
         log_level=settings.log_level,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,

@@ -111,7 +111,8 @@ def decode_image(path: Path, size: int) -> np.ndarray | None:
     """One file -> (3, size, size) uint8 RGB, resized and centre-cropped; None if it cannot be decoded."""
     try:
         with Image.open(path) as img:  # reads the header only
-            if img.width * img.height > Image.MAX_IMAGE_PIXELS:  # ~89 MP: a bomb or a mistake, never a face photo
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit is not None and img.width * img.height > limit:  # ~89 MP: a bomb or a mistake, not a face photo
                 return None
             img.load()  # decode now: truncated files fail here, not later
             return resize_center_crop(img.convert("RGB"), size)
