@@ -8,8 +8,9 @@ Each trial starts the run (``--resume`` once a state exists) and kills it with S
 through three moments: while a checkpoint is being written (the temp file has appeared), at a
 random time during training, and at a random time during start-up. After every kill:
 ``state.safetensors`` loads (``training.state.load_state``) and its step never goes backwards;
-the next trial's log says it resumed from exactly that step. A last run finishes the job and its
-``generator.safetensors`` loads with ``models.load_generator``. Exit status 1 if a check fails.
+the next trial's log says it resumed from exactly that step. A last ``--resume`` run trains
+``--final-steps`` more and its ``generator.safetensors`` loads with ``models.load_generator``.
+Exit status 1 if a check fails.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from models import load_generator  # noqa: E402
 from training.logs import read_log  # noqa: E402
 from training.state import load_state  # noqa: E402
 
+NEVER = 10**7  # --steps of the killed runs: they never finish on their own
 MODES = ("during-checkpoint-write", "random-during-training", "random-during-startup")
 
 
@@ -98,7 +100,7 @@ def resumed_from(run: Path) -> int | None:
     return int(events[-1]["start_step"]) if events else None
 
 
-def trials(workdir: Path, count: int, steps: int, seed: int) -> dict[str, object]:
+def trials(workdir: Path, count: int, final_steps: int, seed: int) -> dict[str, object]:
     rng = random.Random(seed)
     run = workdir / "run"
     log = workdir / "train.log"
@@ -110,7 +112,7 @@ def trials(workdir: Path, count: int, steps: int, seed: int) -> dict[str, object
         resume, starts_before = (run / "state.safetensors").exists(), _starts(run)
         start = time.monotonic()
         with log.open("ab") as out:
-            proc = subprocess.Popen(command(run, steps, resume), cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(command(run, NEVER, resume), cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
             killed = kill_at(proc, run, mode, rng, startup_s)
         if mode == "random-during-training" and killed:
             startup_s = max(1.0, time.monotonic() - start - 0.5)  # roughly how long imports and data take
@@ -133,6 +135,7 @@ def trials(workdir: Path, count: int, steps: int, seed: int) -> dict[str, object
                 problems.append(f"trial {i}: resumed from step {started}, the checkpoint said {last_step}")
         last_step = step
         print(f"trial {i:2d} {mode:24} killed={killed!s:5} checkpoint step {step}", flush=True)
+    steps = last_step + final_steps  # --steps may change on --resume: finish a few steps after the last kill
     final = subprocess.run(command(run, steps, (run / "state.safetensors").exists()), cwd=REPO, capture_output=True)
     if final.returncode != 0:
         problems.append(f"final --resume run exited {final.returncode}: {final.stderr.decode()[-500:]}")
@@ -156,12 +159,12 @@ def trials(workdir: Path, count: int, steps: int, seed: int) -> dict[str, object
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=24)
-    parser.add_argument("--steps", type=int, default=400, help="total steps of the run (never reached by a trial)")
+    parser.add_argument("--final-steps", type=int, default=20, help="steps the last run trains after the last kill")
     parser.add_argument("--seed", type=int, default=0, help="seeds the kill moments")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kill-training-") as tmp:
-        figures = trials(Path(tmp), args.trials, args.steps, args.seed)
+        figures = trials(Path(tmp), args.trials, args.final_steps, args.seed)
     for key, value in figures.items():
         print(f"{key:40} {value}")
     if args.json:
