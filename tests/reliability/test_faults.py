@@ -142,3 +142,51 @@ def test_sigterm_drains_under_load(slowish: Server) -> None:
     assert "Application shutdown complete" in log
     completed = done_after_signal[0]
     print(f"\nSIGTERM: readyz 503 after {turned:.3f} s, {completed} requests done after it, exit after {exit_s:.2f} s")
+
+
+@pytest.fixture
+def slow_half(checkpoint: Path, tmp_path: Path) -> Iterator[Server]:
+    yield from faulty(checkpoint, tmp_path, "--delay", "0.5")
+
+
+@pytest.mark.slow
+def test_requests_in_flight_at_shutdown_complete(slow_half: Server) -> None:
+    """Two SIGTERMs (no drain): uvicorn stops accepting at once, yet every request it had accepted
+    (sent >= 100 ms before the signal) completes with 200 while its forward (0.5 s) is still running."""
+    server = slow_half
+    stop = threading.Event()
+    outcomes: list[tuple[float, float, str]] = []  # (sent, finished, status or error)
+
+    def client() -> None:
+        with httpx.Client(base_url=server.base, timeout=15, headers={"Connection": "close"}) as http:
+            while not stop.is_set():
+                sent = time.monotonic()
+                try:
+                    outcome = str(http.post("/generate", params={"n": 1}).status_code)
+                except httpx.HTTPError as e:
+                    outcome = type(e).__name__
+                outcomes.append((sent, time.monotonic(), outcome))
+                if outcome != "200":
+                    return  # the server is going away: stop, as a client would
+
+    with ThreadPoolExecutor(4) as pool:
+        clients = [pool.submit(client) for _ in range(4)]
+        try:
+            wait_until(lambda: len(outcomes) >= 4)
+            time.sleep(0.3)  # each client has a request in its 0.5 s forward
+        finally:
+            signalled = time.monotonic()
+            server.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.05)
+            server.proc.send_signal(signal.SIGTERM)  # the second signal skips the drain
+            stop.set()
+        for c in clients:
+            c.result()
+    server.proc.wait(15)
+    exit_s = time.monotonic() - signalled
+    accepted = [(sent, done, o) for sent, done, o in outcomes if sent < signalled - 0.1]
+    assert all(o == "200" for _, _, o in accepted), accepted
+    in_flight = [o for sent, done, o in accepted if done > signalled]
+    assert len(in_flight) >= 1, outcomes
+    assert exit_s < 10
+    print(f"\nshutdown: {len(in_flight)} requests in flight at SIGTERM all completed 200; exit after {exit_s:.2f} s")
