@@ -1,0 +1,206 @@
+"""Training benchmark: our trainer vs the PyTorch DCGAN tutorial's loop, same data, model and batch, one run.
+
+    python -m bench.train                       # 20k synthetic 64x64 JPEGs, batch 128, the tutorial's model
+    python -m bench.train --images 2000 --steps 4          # a quick look
+
+The data is written once as JPEG files to a temporary folder. *Ours* is ``training.trainer.Trainer`` as
+shipped, stepped by its ``train_step`` (the folder is decoded once into its uint8 cache; that build
+is timed separately). The *tutorial* baseline is written out below: ``ImageFolder`` +
+``DataLoader(num_workers=2)`` + the tutorial's step (sigmoid + ``BCELoss``, real and fake batches,
+Adam). The two alternate for ``--rounds`` rounds of ``--steps`` timed steps (the machine is noisy);
+img/s counts real images consumed, medians are compared. Prints ours ÷ tutorial and writes
+``docs/benchmarks/train-<device>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader
+from torchvision import datasets, transforms
+
+from models.dcgan import Discriminator, Generator, init_weights
+from training.config import TrainConfig
+from training.data import folder_images, synthetic_images
+from training.distributed import Dist
+from training.trainer import Trainer
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_jpegs(root: Path, n: int, size: int) -> None:
+    """``n`` procedural faces as JPEG files under ``root/faces/`` (ImageFolder wants one class folder)."""
+    folder = root / "faces"
+    folder.mkdir(parents=True)
+    images = synthetic_images(n, size, seed=0).permute(0, 2, 3, 1).numpy()  # (n, S, S, 3)
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"{i:06d}.jpg", quality=95)
+
+
+class Ours:
+    """``training.trainer.Trainer`` as shipped, stepped with its own ``train_step``."""
+
+    def __init__(self, args: argparse.Namespace, data: Path, cache: Path, run_dir: Path, device: torch.device):
+        config = TrainConfig(
+            dataset="folder", data=str(data), cache_dir=str(cache), out=str(run_dir), image_size=args.image_size,
+            ngf=args.ngf, ndf=args.ndf, batch_size=args.batch_size, steps=10**6, tensorboard=False,
+            device=device.type, channels_last=args.channels_last, compile=args.compile,
+        )  # fmt: skip
+        self.trainer = Trainer(config, Dist(), device)
+
+    def timed(self, warm: int, n: int) -> float:
+        """Seconds for ``n`` steps after ``warm`` untimed ones."""
+        for _ in range(warm):
+            self.trainer.train_step()["loss_d"].item()
+        start = time.perf_counter()
+        for _ in range(n):
+            values = self.trainer.train_step()
+            values["loss_d"].item()  # wait for the device, as the tutorial's .item() calls do
+        return time.perf_counter() - start
+
+
+class Tutorial:
+    """The PyTorch DCGAN tutorial's data pipeline and training step, unchanged except for the model sizes."""
+
+    def __init__(self, args: argparse.Namespace, data: Path, device: torch.device) -> None:
+        dataset = datasets.ImageFolder(
+            root=str(data),
+            transform=transforms.Compose([
+                transforms.Resize(args.image_size),
+                transforms.CenterCrop(args.image_size),
+                transforms.ToTensor(),
+                transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+            ]),
+        )  # fmt: skip
+        self.loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=2)
+        self.config = TrainConfig(dataset="synthetic", image_size=args.image_size, ngf=args.ngf, ndf=args.ndf).model
+        self.device = device
+        torch.manual_seed(0)
+        self.netG, self.netD = Generator(self.config).to(device), Discriminator(self.config).to(device)
+        self.netG.apply(init_weights)
+        self.netD.apply(init_weights)
+        self.criterion = nn.BCELoss()
+        self.optimizerD = torch.optim.Adam(self.netD.parameters(), lr=0.0002, betas=(0.5, 0.999))
+        self.optimizerG = torch.optim.Adam(self.netG.parameters(), lr=0.0002, betas=(0.5, 0.999))
+
+    def timed(self, warm: int, n: int) -> float:
+        """Seconds for ``n`` steps after ``warm`` untimed ones, on a fresh DataLoader iterator (its workers
+        start here, as at each epoch of the tutorial, and stop at the end, so they never run beside ours)."""
+        batches = iter(self.loader)
+        for _ in range(warm):
+            self.step(next(batches)[0])
+        start = time.perf_counter()
+        for _ in range(n):
+            self.step(next(batches)[0])
+        elapsed = time.perf_counter() - start
+        del batches
+        return elapsed
+
+    def step(self, data: torch.Tensor) -> None:
+        netD, netG, criterion, device = self.netD, self.netG, self.criterion, self.device
+        real_label, fake_label = 1.0, 0.0
+        # (1) Update D network: maximize log(D(x)) + log(1 - D(G(z)))
+        netD.zero_grad()
+        real_cpu = data.to(device)
+        b_size = real_cpu.size(0)
+        label = torch.full((b_size,), real_label, dtype=torch.float, device=device)
+        output = torch.sigmoid(netD(real_cpu)).view(-1)  # the tutorial's netD ends in nn.Sigmoid()
+        errD_real = criterion(output, label)
+        errD_real.backward()
+        output.mean().item()  # D_x
+        noise = torch.randn(b_size, self.config.nz, 1, 1, device=device)
+        fake = netG(noise)
+        label.fill_(fake_label)
+        output = torch.sigmoid(netD(fake.detach())).view(-1)
+        errD_fake = criterion(output, label)
+        errD_fake.backward()
+        output.mean().item()  # D_G_z1
+        self.optimizerD.step()
+        # (2) Update G network: maximize log(D(G(z)))
+        netG.zero_grad()
+        label.fill_(real_label)
+        output = torch.sigmoid(netD(fake)).view(-1)
+        errG = criterion(output, label)
+        errG.backward()
+        output.mean().item()  # D_G_z2
+        self.optimizerG.step()
+
+
+def timed_rounds(runners: dict[str, Ours | Tutorial], args: argparse.Namespace) -> dict[str, list[float]]:
+    """Alternate the loops, ``--rounds`` times: one untimed step (data workers start, caches warm), then
+    ``--steps`` timed steps each. Alternating spreads the machine's noise over both."""
+    rates: dict[str, list[float]] = {name: [] for name in runners}
+    for runner in runners.values():
+        runner.timed(2, 0)  # warm-up (and torch.compile's compilation)
+    for _ in range(args.rounds):
+        for name, runner in runners.items():
+            rates[name].append(args.steps * args.batch_size / runner.timed(1, args.steps))
+    return rates
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--images", type=int, default=20_000, help="synthetic JPEGs to write (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=4, help="timed steps per round (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median counts")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--ngf", type=int, default=64, help="the tutorial's sizes by default")
+    p.add_argument("--ndf", type=int, default=64)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for both (default: torch's)")
+    p.add_argument("--channels-last", action="store_true", help="ours: --channels-last")
+    p.add_argument("--compile", action="store_true", help="ours: --compile")
+    p.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks", help="output folder")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.images < (args.steps + 1) * args.batch_size:
+        raise SystemExit(f"--images {args.images}: too few for {args.steps + 1} steps of batch {args.batch_size}")
+    device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result: dict[str, Any] = {"device": str(device), "threads": torch.get_num_threads()}
+    result["args"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    with tempfile.TemporaryDirectory(prefix="dcgan-bench-") as tmp:
+        root = Path(tmp)
+        start = time.perf_counter()
+        write_jpegs(root / "jpegs", args.images, args.image_size)
+        result["write_jpegs_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        folder_images(root / "jpegs", args.image_size, root / "cache", name="folder")  # the one-off decode
+        result["cache_build_s"] = time.perf_counter() - start
+        ours = Ours(args, root / "jpegs", root / "cache", root / "run", device)
+        rates = timed_rounds({"ours": ours, "tutorial": Tutorial(args, root / "jpegs", device)}, args)
+        ours.trainer.log.close()
+    for name, values in rates.items():
+        result[name] = {"img_s": statistics.median(values), "rounds": values}
+    result["ours"]["config"] = {"channels_last": args.channels_last, "compile": args.compile}
+    result["ratio"] = result["ours"]["img_s"] / result["tutorial"]["img_s"]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"train-{device.type}.json").write_text(json.dumps(result, indent=1) + "\n")
+    print(
+        f"{device} ({result['threads']} torch threads), batch {args.batch_size}, {args.images} images: "
+        f"ours {result['ours']['img_s']:.1f} img/s, tutorial {result['tutorial']['img_s']:.1f} img/s, "
+        f"ratio {result['ratio']:.2f}x (cache build {result['cache_build_s']:.1f} s, once); rounds: "
+        f"ours {[round(r, 1) for r in rates['ours']]}, tutorial {[round(r, 1) for r in rates['tutorial']]}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    sys.exit(main())
