@@ -43,6 +43,7 @@ class Trainer:
         self.total = config.steps or (config.epochs or 5) * self.order.steps_per_epoch
         self.nets = loop.build_nets(config, device, info)
         self.loop_rng = torch.Generator().manual_seed(config.seed + 7919 * info.rank)  # latents and flips
+        self.amp = loop.autocast(config, device)
         self.step = 0
         if config.resume:
             self._resume(load_state(self.run_dir / STATE_NAME))
@@ -83,27 +84,32 @@ class Trainer:
         if self.info.is_main:
             truncate_log(self.run_dir, self.step)
 
-    def run(self) -> None:
+    def train_step(self) -> dict[str, torch.Tensor]:
+        """One step on this rank's next batch: (1) update D, (2) update G, then the EMA. Returns the
+        step's losses and mean D outputs as 0-d tensors (not synchronised: ``.item()`` only when logging)."""
         cfg, nets = self.config, self.nets
-        amp = loop.autocast(cfg, self.device)
+        idx = self.order.indices(self.step).to(self.device)
+        flip = torch.rand(idx.numel(), generator=self.loop_rng) < 0.5  # (B,) random horizontal flip
+        z = torch.randn(idx.numel(), cfg.nz, generator=self.loop_rng).to(self.device)  # (B, nz)
+        real = loop.real_batch(self.images, idx, flip.to(self.device))  # (B, 3, S, S)
+        if cfg.channels_last:
+            real = real.contiguous(memory_format=torch.channels_last)
+        loss_d, d_x, d_g_z1, fake = loop.d_step(nets, real, z, self.amp)  # (1) update D
+        loss_g, d_g_z2 = loop.g_step(nets, fake, self.amp)  # (2) update G
+        loop.ema_update(nets.G_ema, nets.G, loop.ema_beta(cfg.ema_decay, self.step))  # EMA
+        self.step += 1
+        return {"loss_d": loss_d, "loss_g": loss_g, "d_x": d_x, "d_g_z1": d_g_z1, "d_g_z2": d_g_z2}
+
+    def run(self) -> None:
+        cfg = self.config
         t0, images_seen = time.perf_counter(), 0
         while self.step < self.total:
-            idx = self.order.indices(self.step).to(self.device)
-            flip = torch.rand(idx.numel(), generator=self.loop_rng) < 0.5  # (B,) random horizontal flip
-            z = torch.randn(idx.numel(), cfg.nz, generator=self.loop_rng).to(self.device)  # (B, nz)
-            real = loop.real_batch(self.images, idx, flip.to(self.device))  # (B, 3, S, S)
-            if cfg.channels_last:
-                real = real.contiguous(memory_format=torch.channels_last)
-            loss_d, d_x, d_g_z1, fake = loop.d_step(nets, real, z, amp)  # (1) update D
-            loss_g, d_g_z2 = loop.g_step(nets, fake, amp)  # (2) update G
-            loop.ema_update(nets.G_ema, nets.G, loop.ema_beta(cfg.ema_decay, self.step))  # EMA
-            self.step += 1
-            images_seen += idx.numel() * self.info.world
+            values = self.train_step()
+            images_seen += cfg.batch_size
             self.log.advance()
             last = self.step == self.total
             if self.step % cfg.log_every == 0 or last:
                 rate = images_seen / (time.perf_counter() - t0)
-                values = {"loss_d": loss_d, "loss_g": loss_g, "d_x": d_x, "d_g_z1": d_g_z1, "d_g_z2": d_g_z2}
                 self.log.scalars(self.step, {**{k: v.item() for k, v in values.items()}, "img_s": round(rate, 1)})
                 t0, images_seen = time.perf_counter(), 0
             if self.info.is_main and (self.step % cfg.sample_every == 0 or last):  # snapshot
