@@ -135,7 +135,7 @@ class MicroBatcher:
             raise DeadlineExceeded(f"not served within the {timeout_s:g} s deadline") from None
         finally:
             self._discard(items)  # on any failure: un-queue the chunks still waiting
-        return torch.cat(parts)
+        return parts[0] if len(parts) == 1 else torch.cat(parts)  # one chunk: no copy
 
     def _discard(self, items: list[_Pending]) -> None:
         for item in items:
