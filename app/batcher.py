@@ -161,7 +161,9 @@ class MicroBatcher:
                 self._inflight = []
 
     async def _collect(self) -> list[_Pending]:
-        """Wait for rows, then up to ``max_wait_s`` more for a full batch; take whole chunks from the head."""
+        """Wait for rows, then until the oldest has waited ``max_wait_s`` or a batch is full; take whole
+        chunks from the head. Rows that queued during the previous forward have waited already and go
+        at once: under load the generator never idles between batches."""
         while not self._queue:
             self._wakeup.clear()
             await self._wakeup.wait()
@@ -170,7 +172,7 @@ class MicroBatcher:
             self._set_depth(self._queued_rows - item.rows.shape[0])
             return [item]
         loop = asyncio.get_running_loop()
-        flush_at = loop.time() + self.max_wait_s
+        flush_at = loop.time() + self.max_wait_s - (time.perf_counter() - self._queue[0].enqueued)
         while self._queued_rows < self.max_batch_rows and (remaining := flush_at - loop.time()) > 0:
             self._wakeup.clear()
             try:

@@ -143,3 +143,26 @@ async def test_batching_off_runs_one_forward_per_request() -> None:
     await b.stop()
     assert [o[:, 0].tolist() for o in outs] == [rows(10 * i, i)[:, 0].tolist() for i in (1, 2, 3, 6)]
     assert calls == [1, 2, 3, 4, 2]  # the naive baseline: no request shares a forward (6 rows = two chunks of 4)
+
+
+async def test_rows_that_queued_during_a_forward_do_not_wait_again() -> None:
+    calls: list[int] = []
+    release = threading.Event()
+
+    def slow(z: torch.Tensor) -> torch.Tensor:
+        calls.append(z.shape[0])
+        release.wait(timeout=5)
+        return z.clone()
+
+    b = batcher(slow, max_wait_s=1.0, max_batch_rows=64)
+    await b.start()
+    first = asyncio.create_task(b.submit(rows(0, 1), timeout_s=10))
+    await asyncio.sleep(1.1)  # the first row waited max_wait for company, then its forward started (and blocks)
+    second = asyncio.create_task(b.submit(rows(1, 2), timeout_s=10))
+    await asyncio.sleep(0.6)  # ...while these rows queue for longer than max_wait / 2
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    release.set()
+    await asyncio.gather(first, second)
+    await b.stop()
+    assert calls == [1, 2] and loop.time() - start < 0.7  # not another full max_wait_s after the forward
