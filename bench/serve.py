@@ -112,7 +112,7 @@ def forward_limit(checkpoint: Path, device: str, threads: list[int], max_batch: 
     dev = resolve_device(device, announce=False)
     generator, info = load_generator(str(checkpoint), dev)
     out: dict[str, Any] = {"max_batch": max_batch, "model_id": info.model_id, "by_threads": {}}
-    sizes = sorted({8, 16, 32, 64, 128, max_batch} - {b for b in (16, 32, 64, 128) if b > max_batch})
+    sizes = sorted({1, 8, 16, 32, 64, 128, max_batch} - {b for b in (16, 32, 64, 128) if b > max_batch})
     with torch.inference_mode():
         for n in threads:
             torch.set_num_threads(n)
