@@ -106,7 +106,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    workloads = sorted({r["workload"] for rows in results["modes"].values() for r in rows})
+    seen = [r["workload"] for rows in results["modes"].values() for r in rows]
+    workloads = list(dict.fromkeys(seen))  # in the order measured
     fig, axes = plt.subplots(2, len(workloads), figsize=(4.2 * len(workloads), 6.4), squeeze=False)
     for col, workload in enumerate(workloads):
         top, bottom = axes[0][col], axes[1][col]
@@ -115,13 +116,18 @@ def plot(results: dict[str, Any], path: Path) -> None:
             conc = [r["concurrency"] for r in rows]
             top.plot(conc, [r["img_s"] for r in rows], marker="o", label=mode)
             bottom.plot(conc, [r["p99_ms"] for r in rows], marker="o", label=mode)
-        top.axhline(results["limit"]["max_batch_img_s"], color="grey", ls="--", label="G(z) limit")
+        limit = results["limit"]
+        top.axhline(
+            limit["max_batch_img_s"], color="grey", ls="--", label=f"G(z), {limit['max_batch_threads']} threads"
+        )
+        top.axhline(limit["server_threads_max_batch_img_s"], color="grey", ls=":", label="G(z), server's threads")
         top.set_title(workload)
         top.set_ylabel("images / s")
         bottom.set_ylabel("p99 latency (ms)")
         bottom.set_yscale("log")
         for ax in (top, bottom):
             ax.set_xscale("log", base=2)
+            ax.set_xticks(conc, [str(c) for c in conc])
             ax.set_xlabel("concurrent clients")
             ax.grid(alpha=0.3)
         top.legend(fontsize=8)
