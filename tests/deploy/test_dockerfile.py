@@ -89,8 +89,8 @@ def test_the_dependency_step_splits_torch_from_the_rest_of_pyproject(tmp_path: P
     assert ("COPY", "--from=requirements /build/requirements.txt /build/torch.txt ./") in INSTRUCTIONS
     subprocess.run([sys.executable, str(script), str(REPO / "pyproject.toml")], cwd=tmp_path, check=True, timeout=60)
     deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    assert (tmp_path / "requirements.txt").read_text().split() == deps
-    torch_lines = (tmp_path / "torch.txt").read_text().split()
+    assert (tmp_path / "requirements.txt").read_text().splitlines() == deps  # one requirement a line, markers included
+    torch_lines = (tmp_path / "torch.txt").read_text().splitlines()
     assert sorted(re.split(r"[<>=!~ ;\[]", d)[0] for d in torch_lines) == ["torch", "torchvision"]
 
 
