@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: venv test lint serve train-demo clean
+.PHONY: venv test lint serve train-demo bench-serve bench-train compose-smoke clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -30,6 +30,17 @@ serve: $(STAMP)
 train-demo: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m training --dataset lfw-sample --image-size 64 --ngf 32 --ndf 32 --batch-size 64 \
 		--steps 3000 --seed 1 --out runs/demo --export checkpoints/demo-faces-64.safetensors
+
+# Benchmarks (docs/benchmarks/): print ratios measured side by side in one run.
+bench-serve: $(STAMP)
+	$(PY) -m bench.serve
+
+bench-train: $(STAMP)
+	$(PY) -m bench.train --channels-last
+
+# Needs a working Docker engine (see README); not part of `make test`.
+compose-smoke:
+	bash scripts/compose_smoke.sh
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
