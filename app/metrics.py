@@ -99,6 +99,9 @@ def _route_template(scope: Scope, original: Scope) -> str:
     return "<unmatched>"
 
 
+ARRIVED = "dcgan_arrived"  # request.state key: time.monotonic() when the app first saw the request
+
+
 class HttpMetricsMiddleware:
     """Pure ASGI middleware: counts every HTTP response and times it (including errors it never saw a status for)."""
 
@@ -119,6 +122,7 @@ class HttpMetricsMiddleware:
 
         original = dict(scope)  # routing rewrites path/root_path inside mounts
         start = time.perf_counter()
+        scope.setdefault("state", {})[ARRIVED] = time.monotonic()  # the request deadline counts from here
         try:
             await self.app(scope, receive, send_wrapper)
         finally:

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import torch
 from starlette.requests import Request
 
-from app.batcher import MicroBatcher, NotRunning
+from app.batcher import DeadlineExceeded, MicroBatcher, NotRunning
 from app.engine import Engine, torch_threads
 from app.imaging import Encoder
-from app.metrics import Metrics
+from app.metrics import ARRIVED, Metrics
 from app.settings import Settings
 
 log = logging.getLogger("app.service")
@@ -89,4 +90,14 @@ class Service:
         if self._batcher is None or not self.ready:
             raise NotRunning(f"the service is {self.state}")
         check = request.is_disconnected if request is not None else None
-        return await self._batcher.submit(z, timeout_s=self.settings.request_timeout_s, is_disconnected=check)
+        return await self._batcher.submit(z, timeout_s=self._time_left(request), is_disconnected=check)
+
+    def _time_left(self, request: Request | None) -> float:
+        """The deadline counts from the request's arrival, not from ``submit``: under overload a request can
+        wait in the event loop before it reaches the batcher, and that wait is part of its latency."""
+        arrived = getattr(request.state, ARRIVED, None) if request is not None else None
+        left = self.settings.request_timeout_s - (time.monotonic() - arrived if arrived is not None else 0.0)
+        if left <= 0:
+            self.metrics.rejections.labels("deadline").inc()
+            raise DeadlineExceeded(f"the {self.settings.request_timeout_s:g} s deadline passed before queueing")
+        return left

@@ -4,12 +4,14 @@ the deadline without computing."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import pytest
+import torch
 
 from app.settings import Settings
-from tests.app.conftest import Gate, serve, wait_for
+from tests.app.conftest import Gate, Served, serve, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -69,3 +71,19 @@ async def test_past_deadline_is_504_and_not_computed(make_settings: Callable[...
         assert gate.calls == [2], gate.calls  # the queued request was never computed
         assert served.metric("dcgan_rejections_total", reason="deadline") == 2
         assert (await served.http.post("/generate", params={"n": 1})).status_code == 200
+
+
+async def test_deadline_counts_from_arrival_not_from_queueing(served: Served) -> None:
+    """A request that waited past its deadline before reaching the batcher is 504 and never computed."""
+    from starlette.requests import Request
+
+    from app.batcher import DeadlineExceeded
+    from app.metrics import ARRIVED
+
+    timeout = served.service.settings.request_timeout_s
+    stale = Request({"type": "http", "method": "POST", "headers": [], "state": {ARRIVED: time.monotonic() - timeout}})
+    before = served.metric("dcgan_images_generated_total")
+    with pytest.raises(DeadlineExceeded):
+        await served.service.render(torch.zeros(1, served.service.engine.nz), stale)
+    assert served.metric("dcgan_rejections_total", reason="deadline") == 1
+    assert served.metric("dcgan_images_generated_total") == before
