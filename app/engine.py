@@ -1,6 +1,6 @@
 """The loaded generator: device choice, loading through ``models.load_generator``, warm-up, forward.
 
-``forward`` is called from the batcher's single worker thread, one call at a time; it renders
+``forward`` is called from the batcher's worker threads (``forward_workers`` at a time); it renders
 through ``models.sampling.render`` (eval mode, inference mode, padded to a multiple of 8 rows),
 so a latent's pixels do not depend on the batch it shares.
 """
@@ -44,19 +44,31 @@ def resolve_device(spec: str, *, announce: bool = True) -> torch.device:
     return device
 
 
-def torch_threads(setting: int | None, device: torch.device) -> int:
-    """Intra-op threads for the forward: the setting if given; on a CPU device, one core fewer than this
-    process may use (at least 1), leaving a core to the event loop and the PNG encoders; else torch's default.
+def _cores() -> int:
+    """CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def forward_workers(setting: int | None, device: torch.device) -> int:
+    """Generator forwards that may run at once: the setting if given; on a CPU device, 2 when there are
+    at least 2 cores (two one-thread forwards side by side), else 1; on a GPU, 1 (the device serialises)."""
+    if setting is not None:
+        return setting
+    return min(2, _cores()) if device.type == "cpu" else 1
+
+
+def torch_threads(setting: int | None, device: torch.device, workers: int = 1) -> int:
+    """Intra-op threads for each forward: the setting if given; on a CPU device, the cores left after one
+    for the event loop, shared among the ``workers`` (at least 1 each); else torch's default.
 
     Why not all cores: OpenMP workers spin while they wait, so a forward whose threads share their
     cores with the event loop and encoders runs several times slower than on fewer threads
-    (docs/benchmarks/README.md).
+    (docs/benchmarks/README.md). One-thread forwards in parallel workers do not spin.
     """
     if setting is not None:
         return setting
     if device.type == "cpu":
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        return max(1, cores - 1)
+        return max(1, (_cores() - 1) // workers)
     return torch.get_num_threads()
 
 

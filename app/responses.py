@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
@@ -61,40 +63,60 @@ async def _pngs(encoder: Encoder, images: torch.Tensor, texts: list[dict[str, st
     return [_b64(data) for data in encoded]
 
 
-def _png(data: bytes, headers: dict[str, str] | None = None) -> Response:
+def png(data: bytes, headers: dict[str, str] | None = None) -> Response:
     return Response(data, media_type="image/png", headers=headers)
 
 
-async def generate(
-    encoder: Encoder, engine: Engine, images: torch.Tensor, seeds: list[int] | None, truncation: float | None, fmt: str
-) -> Response:
-    seed_text = [str(s) for s in seeds] if seeds is not None else ["client-latent"] * images.shape[0]
-    if fmt == "json":
-        texts = [provenance(engine, "generate", seed=s, truncation=_trunc(truncation)) for s in seed_text]
-        pngs = await _pngs(encoder, images, texts)
-        items = [ImageOut(seed=None if seeds is None else seeds[i], png=p) for i, p in enumerate(pngs)]
-        return JSONResponse(
-            GenerateOut(model_id=engine.info.model_id, truncation=truncation, images=items).model_dump()
-        )
-    text = provenance(engine, "generate", seeds=",".join(seed_text), truncation=_trunc(truncation), n=len(seed_text))
-    data = await encoder.run(lambda: imaging.png(imaging.grid(images), text))
+def _grid_png(images: torch.Tensor, text: dict[str, str], cols: int | None = None) -> bytes:
+    return imaging.png(imaging.grid(images, cols), text)
+
+
+def _seed_text(seeds: list[int] | None, n: int) -> list[str]:
+    return [str(s) for s in seeds] if seeds is not None else ["client-latent"] * n
+
+
+def generate_grid(
+    engine: Engine, seeds: list[int] | None, truncation: float | None, n: int
+) -> tuple[Callable[[torch.Tensor], bytes], dict[str, str]]:
+    """A /generate grid: its encoding as a ``finish`` for ``Service.render`` (the PNG is made in the
+    generator's worker right after the forward, off the event loop), and the response headers."""
+    seed_text = _seed_text(seeds, n)
+    text = provenance(engine, "generate", seeds=",".join(seed_text), truncation=_trunc(truncation), n=n)
     headers = {"X-Model-Id": engine.info.model_id}
     if seeds is not None:
         headers["X-Seeds"] = ",".join(seed_text)
-    return _png(data, headers)
+    return partial(_grid_png, text=text), headers
+
+
+async def generate_json(
+    encoder: Encoder, engine: Engine, images: torch.Tensor, seeds: list[int] | None, truncation: float | None
+) -> Response:
+    seed_text = _seed_text(seeds, images.shape[0])
+    texts = [provenance(engine, "generate", seed=s, truncation=_trunc(truncation)) for s in seed_text]
+    pngs = await _pngs(encoder, images, texts)
+    items = [ImageOut(seed=None if seeds is None else seeds[i], png=p) for i, p in enumerate(pngs)]
+    return JSONResponse(GenerateOut(model_id=engine.info.model_id, truncation=truncation, images=items).model_dump())
+
+
+def _interpolate_text(engine: Engine, body: InterpolateBody) -> dict[str, str]:
+    params = body.model_dump(exclude={"latent_a", "latent_b", "format"}, exclude_none=True)
+    return provenance(engine, "interpolate", **params)
+
+
+def interpolate_strip(engine: Engine, body: InterpolateBody) -> Callable[[torch.Tensor], bytes]:
+    """The ``strip`` format's PNG (one row of frames) as a ``finish`` for ``Service.render``."""
+    return partial(_grid_png, text=_interpolate_text(engine, body), cols=body.steps)
 
 
 async def interpolate(
     encoder: Encoder, engine: Engine, frames: torch.Tensor, t: torch.Tensor, body: InterpolateBody
 ) -> Response:
-    params = body.model_dump(exclude={"latent_a", "latent_b", "format"}, exclude_none=True)
-    text = provenance(engine, "interpolate", **params)
+    """The ``json``, ``gif`` and ``webp`` formats (``strip`` goes through ``interpolate_strip``)."""
+    text = _interpolate_text(engine, body)
     if body.format == "json":
         pngs = await _pngs(encoder, frames, [{**text, "dcgan:t": repr(float(w))} for w in t])
         out = [FrameOut(t=float(w), png=p) for w, p in zip(t, pngs, strict=True)]
         return JSONResponse(InterpolateOut(model_id=engine.info.model_id, method=body.method, frames=out).model_dump())
-    if body.format == "strip":
-        return _png(await encoder.run(lambda: imaging.png(imaging.grid(frames, cols=frames.shape[0]), text)))
     comment = json.dumps(text, sort_keys=True)
     data = await encoder.run(imaging.animation, frames, body.format, body.frame_ms, comment)
     return Response(data, media_type=f"image/{body.format}")
@@ -122,4 +144,4 @@ async def arithmetic(
         out = ArithmeticOut(model_id=engine.info.model_id, result=result, neighbours=neighbours, terms=terms)
         return JSONResponse(out.model_dump())
     rows: list[list[torch.Tensor | None]] = [list(e) for e in exemplars] + [list(means), list(result_row)]
-    return _png(await encoder.run(lambda: imaging.png(imaging.tile(rows), text)))
+    return png(await encoder.run(lambda: imaging.png(imaging.tile(rows), text)))

@@ -40,8 +40,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 30, description="request body cap; 413 above it")
     max_interpolation_steps: int = Field(default=32, ge=2, le=256, description="largest `steps` of /interpolate")
     encoder_threads: int = Field(default=2, ge=1, le=64, description="threads that encode PNG/GIF/WebP")
+    forward_workers: int | None = Field(
+        default=None, ge=1, le=64, description="generator forwards at once (None: 2 on a multi-core CPU, 1 on GPU)"
+    )
     torch_threads: int | None = Field(
-        default=None, ge=1, le=256, description="torch intra-op threads (None: CPU cores - 1 on CPU)"
+        default=None, ge=1, le=256, description="torch intra-op threads per forward (None: (CPU cores - 1) / workers)"
     )
     log_level: str = Field(default="info", pattern=r"^(critical|error|warning|info|debug)$", description="log level")
 

@@ -90,13 +90,14 @@ def format_summary(results: dict[str, Any]) -> str:
 
 
 def server_threads(env: dict[str, str]) -> int:
-    """The torch thread count the server will use with these settings (the limit is measured with the same)."""
-    from app.engine import torch_threads
-    from app.settings import Settings
+    """The torch thread count each of the server's forwards will use with these settings (the limit is
+    measured with the same)."""
+    from app.engine import forward_workers, torch_threads
 
-    value = env.get("DCGAN_TORCH_THREADS")
-    settings = Settings.model_construct(torch_threads=int(value) if value else None)
-    return torch_threads(settings.torch_threads, torch.device("cpu"))
+    threads, workers = env.get("DCGAN_TORCH_THREADS"), env.get("DCGAN_FORWARD_WORKERS")
+    cpu = torch.device("cpu")
+    n_workers = forward_workers(int(workers) if workers else None, cpu)
+    return torch_threads(int(threads) if threads else None, cpu, n_workers)
 
 
 def plot(results: dict[str, Any], path: Path) -> None:

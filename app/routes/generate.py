@@ -35,5 +35,8 @@ async def generate(
     """Without ``seed`` or a body, random seeds are drawn and returned (X-Seeds header or JSON)."""
     limit = service.settings.max_images_per_request
     seeds, z = generate_rows(n, seed, truncation, body, limit, engine.nz)  # (n, nz)
+    if format == "grid":
+        encode, headers = responses.generate_grid(engine, seeds, truncation, z.shape[0])
+        return responses.png(await service.render(z, request, encode), headers)  # PNG made in the worker
     images = await service.render(z, request)  # (n, H, W, C) uint8
-    return await responses.generate(service.encoder, engine, images, seeds, truncation, format)
+    return await responses.generate_json(service.encoder, engine, images, seeds, truncation)

@@ -22,5 +22,7 @@ router = APIRouter(tags=["generate"], dependencies=[Depends(require_api_key)])
 async def interpolate(request: Request, body: InterpolateBody, service: ServiceDep, engine: EngineDep) -> Response:
     """``strip``: one PNG row of frames; ``gif``/``webp``: an animation that plays forward and back, forever."""
     t, z = interpolation_rows(body, engine.nz, service.settings.max_interpolation_steps)  # (T,), (T, nz)
+    if body.format == "strip":
+        return responses.png(await service.render(z, request, responses.interpolate_strip(engine, body)))
     frames = await service.render(z, request)  # (T, H, W, C)
     return await responses.interpolate(service.encoder, engine, frames, t, body)

@@ -25,7 +25,7 @@ def echo(calls: list[int]) -> Callable[[torch.Tensor], torch.Tensor]:
     return forward
 
 
-def batcher(forward: Callable[[torch.Tensor], torch.Tensor], **kw: float | bool) -> MicroBatcher:
+def batcher(forward: Callable[[torch.Tensor], torch.Tensor], **kw: float | bool | None) -> MicroBatcher:
     opts = {"max_batch_rows": 4, "max_wait_s": 0.01, "max_queued_rows": 64} | kw
     return MicroBatcher(forward, Metrics(), **opts)  # type: ignore[arg-type]
 
@@ -72,7 +72,7 @@ async def test_row_count_is_checked() -> None:
 
 async def test_disconnected_client_is_dropped_before_compute() -> None:
     calls: list[int] = []
-    b = batcher(echo(calls))
+    b = batcher(echo(calls), check_disconnect_after_s=0.0)
 
     async def gone() -> bool:
         return True
@@ -166,3 +166,92 @@ async def test_rows_that_queued_during_a_forward_do_not_wait_again() -> None:
     await asyncio.gather(first, second)
     await b.stop()
     assert calls == [1, 2] and loop.time() - start < 0.7  # not another full max_wait_s after the forward
+
+
+async def test_a_cpu_batch_stops_at_a_multiple_of_the_padding() -> None:
+    """19 one-row requests wait behind a running forward: the next forward takes 16 (no padding rows),
+    the 3 left lead the one after."""
+    release, calls = threading.Event(), []
+
+    def forward(z: torch.Tensor) -> torch.Tensor:
+        calls.append(z.shape[0])
+        release.wait(10)
+        return z.clone()
+
+    b = batcher(forward, max_batch_rows=32, max_wait_s=0.0, row_multiple=8)
+    await b.start()
+    first = asyncio.create_task(b.submit(rows(0, 1), timeout_s=5))
+    while not calls:
+        await asyncio.sleep(0.005)
+    waiting = [asyncio.create_task(b.submit(rows(i, 1), timeout_s=5)) for i in range(1, 20)]
+    while b.queued_rows < 19:
+        await asyncio.sleep(0.005)
+    release.set()
+    out = await asyncio.gather(first, *waiting)
+    await b.stop()
+    assert calls == [1, 16, 3] and all(torch.equal(o, rows(i, 1)) for i, o in enumerate(out))
+
+
+async def test_enough_rows_go_without_waiting_out_max_wait() -> None:
+    calls: list[int] = []
+    b = batcher(echo(calls), max_batch_rows=64, max_wait_s=30.0, enough_rows=8)
+    await b.start()
+    out = await asyncio.wait_for(asyncio.gather(*(b.submit(rows(i, 1), timeout_s=5) for i in range(8))), 5)
+    await b.stop()
+    assert sum(calls) == 8 and len(out) == 8  # 8 rows are enough: the 30 s max_wait never held them
+
+
+async def test_workers_run_forwards_side_by_side() -> None:
+    both = threading.Barrier(2, timeout=5)  # each forward waits for the other: only passes if they overlap
+    calls: list[int] = []
+
+    def forward(z: torch.Tensor) -> torch.Tensor:
+        calls.append(z.shape[0])
+        both.wait()
+        return z.clone()
+
+    b = batcher(forward, max_batch_rows=2, max_wait_s=0.0, workers=2)
+    await b.start()
+    out = await asyncio.gather(b.submit(rows(0, 2), timeout_s=5), b.submit(rows(2, 2), timeout_s=5))
+    await b.stop()
+    assert calls == [2, 2] and torch.equal(torch.cat(out), rows(0, 4))
+
+
+async def test_finish_runs_in_the_worker_and_fails_only_its_request() -> None:
+    calls: list[int] = []
+
+    def where(images: torch.Tensor) -> tuple[str, int]:
+        return threading.current_thread().name, images.shape[0]
+
+    def broken(images: torch.Tensor) -> None:
+        raise ValueError("cannot encode")
+
+    b = batcher(echo(calls), max_batch_rows=8, max_wait_s=0.05)
+    await b.start()
+    ok, bad, plain = await asyncio.gather(
+        b.submit(rows(0, 2), timeout_s=5, finish=where),
+        b.submit(rows(2, 1), timeout_s=5, finish=broken),
+        b.submit(rows(3, 3), timeout_s=5),
+        return_exceptions=True,
+    )
+    big = await b.submit(rows(0, 10), timeout_s=5, finish=where)  # two chunks: finished after reassembly
+    await b.stop()
+    assert calls[0] == 6  # all three shared one forward
+    assert isinstance(ok, tuple) and ok[0].startswith("generator") and ok[1] == 2
+    assert isinstance(bad, ValueError) and torch.equal(plain, rows(3, 3))  # type: ignore[arg-type]
+    assert big[1] == 10 and not big[0].startswith("generator")  # the event loop stayed free: a helper thread
+
+
+async def test_only_rows_that_waited_are_asked_about_their_client() -> None:
+    asked: list[int] = []
+
+    async def gone() -> bool:
+        asked.append(1)
+        return True
+
+    calls: list[int] = []
+    b = batcher(echo(calls), check_disconnect_after_s=30.0)
+    await b.start()
+    out = await b.submit(rows(0, 2), timeout_s=5, is_disconnected=gone)  # fresh: computed without asking
+    await b.stop()
+    assert asked == [] and torch.equal(out, rows(0, 2))

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.anyio
 
 async def test_concurrent_single_images_share_forwards(make_settings: Callable[..., Settings], gate: Gate) -> None:
     """64 simultaneous n=1 requests: while one forward runs, the rest queue and go as one batch."""
-    async with serve(make_settings(max_batch_images=64)) as served:
+    async with serve(make_settings(max_batch_images=64, forward_workers=1)) as served:
         gate.close()
         batches_before = served.metric("dcgan_batch_images_count")
         tasks = [asyncio.create_task(served.http.post("/generate", params={"n": 1, "seed": s})) for s in range(64)]
@@ -36,7 +36,7 @@ async def test_concurrent_single_images_share_forwards(make_settings: Callable[.
 
 async def test_unforced_burst_is_batched(make_settings: Callable[..., Settings], gate: Gate) -> None:
     """No gate: a burst within max_wait lands in far fewer forwards than requests."""
-    async with serve(make_settings(max_batch_images=64, max_wait_ms=200)) as served:
+    async with serve(make_settings(max_batch_images=64, max_wait_ms=200, forward_workers=1)) as served:
         gate.calls.clear()
         responses = await asyncio.gather(*(served.http.post("/generate", params={"n": 1}) for _ in range(32)))
         assert all(r.status_code == 200 for r in responses)
@@ -45,7 +45,7 @@ async def test_unforced_burst_is_batched(make_settings: Callable[..., Settings],
 
 async def test_full_queue_is_503_at_once(make_settings: Callable[..., Settings], gate: Gate) -> None:
     small = {"max_queued_images": 4, "max_images_per_request": 4, "max_interpolation_steps": 4, "max_batch_images": 4}
-    async with serve(make_settings(**small)) as served:
+    async with serve(make_settings(**small, forward_workers=1)) as served:  # one forward at a time
         gate.close()
         first = asyncio.create_task(served.http.post("/generate", params={"n": 4, "seed": 1}))
         await gate.wait_entered()  # 4 rows in the forward, queue empty
@@ -59,7 +59,7 @@ async def test_full_queue_is_503_at_once(make_settings: Callable[..., Settings],
 
 
 async def test_past_deadline_is_504_and_not_computed(make_settings: Callable[..., Settings], gate: Gate) -> None:
-    async with serve(make_settings(request_timeout_s=0.3)) as served:
+    async with serve(make_settings(request_timeout_s=0.3, forward_workers=1)) as served:
         gate.close()
         running = asyncio.create_task(served.http.post("/generate", params={"n": 2, "seed": 1}))
         await gate.wait_entered()

@@ -33,19 +33,19 @@ async def test_truncation_is_deterministic_and_matters(served: Served) -> None:
 
 
 async def test_same_bytes_whatever_shares_the_batch(make_settings: Callable[..., Settings], gate: Gate) -> None:
-    async with serve(make_settings(max_wait_ms=50)) as served:
+    async with serve(make_settings(max_wait_ms=50, forward_workers=1)) as served:  # one forward at a time
         alone = await pngs(served, n=1, seed=7)
         gate.close()
         blocker = asyncio.create_task(pngs(served, n=1, seed=1))  # occupies the generator
         await gate.wait_entered()
         others = [asyncio.create_task(pngs(served, n=n, seed=1000 * n)) for n in (3, 5)]
         target = asyncio.create_task(pngs(served, n=1, seed=7))
-        more = [asyncio.create_task(pngs(served, n=n, seed=5000 + n)) for n in (2, 9)]
-        await wait_for(lambda: served.metric("dcgan_queue_depth_images") == 20)
+        more = [asyncio.create_task(pngs(served, n=n, seed=5000 + n)) for n in (2, 13)]
+        await wait_for(lambda: served.metric("dcgan_queue_depth_images") == 24)  # a multiple of 8: one batch
         gate.open.set()
         await asyncio.gather(blocker, *others, *more)
         assert (await target)[7] == alone[7]
-        assert gate.calls == [1, 20], gate.calls  # the target really shared one forward with 4 other requests
+        assert gate.calls == [1, 24], gate.calls  # the target really shared one forward with 4 other requests
 
 
 async def test_same_bytes_across_restarts(make_settings: Callable[..., Settings]) -> None:

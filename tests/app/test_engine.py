@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from app.engine import Engine, torch_threads
+from app.engine import Engine, forward_workers, torch_threads
 from models.latent import latents_for_seeds
 from models.sampling import render
 
@@ -32,3 +32,14 @@ def test_thread_policy_leaves_a_core_for_the_event_loop(monkeypatch: pytest.Monk
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
     assert torch_threads(None, torch.device("cpu")) == 15
     assert torch_threads(None, torch.device("cuda")) == torch.get_num_threads()  # the GPU does the work
+
+
+def test_worker_policy_runs_one_thread_forwards_side_by_side_on_a_small_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert forward_workers(3, cpu) == 3 and forward_workers(None, cuda) == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert forward_workers(None, cpu) == 2 and torch_threads(None, cpu, workers=2) == 1  # 2 cores: 2 x 1 thread
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert forward_workers(None, cpu) == 1 and torch_threads(None, cpu, workers=1) == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert forward_workers(None, cpu) == 2 and torch_threads(None, cpu, workers=2) == 7
