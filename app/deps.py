@@ -1,7 +1,9 @@
 """Dependencies as ``Annotated`` aliases: the service, the ready engine, the API key check.
 
 All ``async def``: FastAPI runs a plain ``def`` dependency in its thread pool, two thread hops per
-request for what are attribute lookups (docs/benchmarks/README.md).
+request for what are attribute lookups (docs/benchmarks/README.md). The generation routes take one
+``AuthorizedService`` (key check and service in one node) and read ``service.engine`` themselves:
+each dependency node costs the event loop time on every request (docs/benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -35,17 +37,23 @@ async def get_engine(service: ServiceDep) -> Engine:
 EngineDep = Annotated[Engine, Depends(get_engine)]
 
 
-async def require_api_key(
-    service: ServiceDep,
+async def authorized_service(
+    request: Request,
     key: Annotated[str | None, Security(_api_key)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
-) -> None:
-    """401 unless the configured key is given (X-API-Key or Bearer); a no-op when none is configured."""
+) -> Service:
+    """The service, once the request carries the configured key (X-API-Key or Bearer); 401 if not. With
+    no key configured, every request passes."""
+    service: Service = request.app.state.service
     expected = service.settings.api_key
     if expected is None:
-        return
+        return service
     given = key if key is not None else (bearer.credentials if bearer is not None else None)
     if given is None or not secrets.compare_digest(given.encode(), expected.get_secret_value().encode()):
         raise HTTPException(
             401, "missing or wrong API key (send X-API-Key or Authorization: Bearer)", {"WWW-Authenticate": "Bearer"}
         )
+    return service
+
+
+AuthorizedService = Annotated[Service, Depends(authorized_service)]

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     torch_threads: int | None = Field(
         default=None, ge=1, le=256, description="torch intra-op threads per forward (None: (CPU cores - 1) / workers)"
     )
+    access_log: bool = Field(
+        default=False, description="one log line per request (off: /metrics counts requests by route and status)"
+    )
     log_level: str = Field(default="info", pattern=r"^(critical|error|warning|info|debug)$", description="log level")
 
     @field_validator("device")

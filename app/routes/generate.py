@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from app import responses
-from app.deps import EngineDep, ServiceDep, require_api_key
+from app.deps import AuthorizedService
 from app.errors import GENERATION_ERRORS
 from app.inputs import generate_rows
 from app.schemas import HARD_MAX_ROWS, GenerateBody, GenerateOut, Truncation
 from models.latent import SEED_MAX
 
-router = APIRouter(tags=["generate"], dependencies=[Depends(require_api_key)])
+router = APIRouter(tags=["generate"])
 
 
 @router.post(
@@ -24,8 +24,7 @@ router = APIRouter(tags=["generate"], dependencies=[Depends(require_api_key)])
 )
 async def generate(
     request: Request,
-    service: ServiceDep,
-    engine: EngineDep,
+    service: AuthorizedService,
     n: Annotated[int | None, Query(ge=1, le=HARD_MAX_ROWS, description="images (default 16; max per settings)")] = None,
     seed: Annotated[int | None, Query(ge=0, le=SEED_MAX, description="first seed: images are seed..seed+n-1")] = None,
     truncation: Annotated[Truncation | None, Query()] = None,
@@ -33,7 +32,7 @@ async def generate(
     body: GenerateBody | None = None,
 ) -> Response:
     """Without ``seed`` or a body, random seeds are drawn and returned (X-Seeds header or JSON)."""
-    limit = service.settings.max_images_per_request
+    engine, limit = service.engine, service.settings.max_images_per_request  # 503 while loading or stopping
     seeds, z = generate_rows(n, seed, truncation, body, limit, engine.nz)  # (n, nz)
     if format == "grid":
         encode, headers = responses.generate_grid(engine, seeds, truncation, z.shape[0])

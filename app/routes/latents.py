@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
-from app.deps import EngineDep, require_api_key
+from app.deps import AuthorizedService
 from app.errors import GENERATION_ERRORS, invalid
 from app.schemas import LatentOut, LatentsOut, Truncation
 from models.latent import SEED_MAX, latents_for_seeds
 
-router = APIRouter(tags=["latents"], dependencies=[Depends(require_api_key)])
+router = APIRouter(tags=["latents"])
 MAX_SEEDS = 256
 
 
@@ -31,13 +31,14 @@ _ERRORS: dict[int | str, dict[str, Any]] = {c: GENERATION_ERRORS[c] for c in (40
 
 @router.get("/latents", response_model=LatentsOut, responses=_ERRORS, summary="Latents of seeds")
 async def latents(
-    engine: EngineDep,
+    service: AuthorizedService,
     seeds: Annotated[
         str, Query(min_length=1, max_length=12 * MAX_SEEDS, description="comma-separated seeds, e.g. 1,2,3")
     ],
     truncation: Annotated[Truncation | None, Query()] = None,
 ) -> LatentsOut:
     """Exactly the vectors /generate uses: posting them back as ``latents`` renders the same images."""
+    engine = service.engine  # 503 while loading or stopping
     values = parse_seeds(seeds)
     z = latents_for_seeds(values, engine.nz, truncation)  # (N, nz)
     items = [LatentOut(seed=s, latent=row.tolist()) for s, row in zip(values, z, strict=True)]
