@@ -86,12 +86,13 @@ class Metrics:
         )
 
 
-def _route_template(scope: Scope, original: Scope) -> str:
+def _route_template(scope: Scope, path: str, root_path: str) -> str:
     """The matched route's path template; ``<unmatched>`` for 404s (bounded label values)."""
     route = scope.get("route")
     if route is not None and hasattr(route, "path"):
         return str(route.path)
     app = scope.get("app")
+    original = {**scope, "path": path, "root_path": root_path}  # routing rewrote them inside a mount
     for candidate in getattr(getattr(app, "router", None), "routes", []):  # mounts (StaticFiles) set no "route"
         match, _ = candidate.matches(original)
         if match == Match.FULL:
@@ -108,6 +109,16 @@ class HttpMetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}  # labelled children, looked up once
+
+    def _observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        series = self._series.get((route, method, status))
+        if series is None:  # bounded: route templates x methods x statuses
+            m = self.metrics
+            series = m.http_requests.labels(route, method, str(status)), m.http_duration.labels(route, method)
+            self._series[(route, method, status)] = series
+        series[0].inc()
+        series[1].observe(seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -120,12 +131,11 @@ class HttpMetricsMiddleware:
                 status["code"] = message["status"]
             await send(message)
 
-        original = dict(scope)  # routing rewrites path/root_path inside mounts
+        path, root_path = scope["path"], scope.get("root_path", "")  # routing rewrites them inside mounts
         start = time.perf_counter()
         scope.setdefault("state", {})[ARRIVED] = time.monotonic()  # the request deadline counts from here
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route, method = _route_template(scope, original), scope["method"]
-            self.metrics.http_requests.labels(route, method, str(status["code"])).inc()
-            self.metrics.http_duration.labels(route, method).observe(time.perf_counter() - start)
+            route = _route_template(scope, path, root_path)
+            self._observe(route, scope["method"], status["code"], time.perf_counter() - start)

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     access_log: bool = Field(
         default=False, description="one log line per request (off: /metrics counts requests by route and status)"
     )
+    opentelemetry: bool = Field(
+        default=False, description="FastAPI's native OpenTelemetry, used when a provider is configured"
+    )
     log_level: str = Field(default="info", pattern=r"^(critical|error|warning|info|debug)$", description="log level")
 
     @field_validator("device")
