@@ -25,7 +25,7 @@ def wrap_forward(delay_s: float, fail_calls: set[int]) -> None:
     counter = itertools.count(1)
 
     def forward(self: Engine, z: torch.Tensor) -> torch.Tensor:
-        call = next(counter)  # the batcher runs one forward at a time, from one thread
+        call = next(counter)  # numbered in call order (the tests run one forward worker)
         time.sleep(delay_s)
         if call in fail_calls:
             raise InjectedFault(f"injected failure in forward call {call}")

@@ -22,7 +22,9 @@ from tests.reliability.conftest import Server, server_errors, start_server
 
 def faulty(checkpoint: Path, tmp_path: Path, *args: str, **settings: str) -> Iterator[Server]:
     runner = [sys.executable, "-m", "tests.reliability.faulty_server", *args]
-    s = start_server(checkpoint, tmp_path / "server.log", runner=runner, torch_threads="1", **settings)
+    # one forward at a time: these tests queue requests behind a slow (or failing) forward
+    one = {"torch_threads": "1", "forward_workers": "1"} | settings
+    s = start_server(checkpoint, tmp_path / "server.log", runner=runner, **one)
     try:
         s.wait_ready()
         yield s
