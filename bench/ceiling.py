@@ -1,0 +1,103 @@
+"""How much of the ``n=1`` gap to the forward limit is the forward, and how much the HTTP path.
+
+Runs the real server at ``n=1`` (64 clients by default) three ways in one run: with the real
+forward, then with the forward replaced by a sleep of the same wall time per row and by a sleep
+8x shorter (``bench/sleepy_server.py``: no CPU, no GIL). For each it prints img/s, p99, and the
+server's CPU per request split into the event-loop thread and all other threads (forward
+workers, encoders), read from ``/proc/<pid>/task``.
+
+    python -m bench.ceiling                          # about 1 min
+    python -m bench.ceiling --sleep-ms-per-row 0.8 0.4 0.1 --concurrency 128
+
+Writes ``docs/benchmarks/ceiling-<tag>.json``. See docs/benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from app.settings import DEFAULT_CHECKPOINT
+from bench import loadgen, report
+from bench.serve import REPO, machine, server
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of the process's event-loop (main) thread and of all its other threads."""
+    out = {"event_loop": 0.0, "other_threads": 0.0}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended
+            continue
+        out["event_loop" if int(tid) == pid else "other_threads"] += (int(fields[11]) + int(fields[12])) / TICK
+    return out
+
+
+def level(pool: ProcessPoolExecutor, url: str, pid: int, args: argparse.Namespace) -> dict[str, Any]:
+    """One n=1 level; per-thread CPU is sampled over the same window the client measures."""
+    samples: list[dict[str, float]] = []
+
+    def sample() -> None:
+        time.sleep(args.warmup)
+        samples.append(thread_cpu(pid))
+        time.sleep(args.duration)
+        samples.append(thread_cpu(pid))
+
+    sampler = threading.Thread(target=sample)
+    job = pool.submit(loadgen.run_level, url, pid, "n1", args.concurrency, args.warmup, args.duration, "raw")
+    sampler.start()
+    row = report.level_row(json.loads(job.result()))
+    sampler.join()
+    requests = max(1.0, row["req_s"] * args.duration)
+    for key in ("event_loop", "other_threads"):
+        row[f"{key}_ms_per_request"] = (samples[1][key] - samples[0][key]) / requests * 1000
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    p.add_argument("--sleep-ms-per-row", type=float, nargs="+", default=[0.8, 0.1])
+    p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--duration", type=float, default=8.0)
+    p.add_argument("--warmup", type=float, default=1.5)
+    p.add_argument("--client-cpus", type=int, nargs="*", default=[(os.cpu_count() or 1) - 1])
+    p.add_argument("--tag", default="cpu")
+    p.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks")
+    args = p.parse_args(argv)
+    runs: list[tuple[str, list[str] | None]] = [("real forward", None)]
+    for ms in args.sleep_ms_per_row:
+        runs.append((f"sleep {ms:g} ms/row", [sys.executable, "-m", "bench.sleepy_server", "--ms-per-row", str(ms)]))
+    results: dict[str, Any] = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}, "runs": {}}
+    spawn = get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn, initializer=loadgen.pin, initargs=(args.client_cpus,)) as pool:
+        pool.submit(int).result()
+        for name, command in runs:
+            with server(args.checkpoint, "cpu", {}, None, command) as srv:
+                row = level(pool, srv.url, srv.pid, args)
+            results["runs"][name] = row
+            print(
+                f"{name:18s} {row['img_s']:7.0f} img/s  p99 {row['p99_ms']:6.1f} ms  img/forward "
+                f"{row['mean_images_per_forward']:5.1f}  server CPU per request: event loop "
+                f"{row['event_loop_ms_per_request']:.3f} ms, other threads {row['other_threads_ms_per_request']:.3f} ms"
+                f"  ({row['server_cpu_cores']:.2f} cores, client {row['client_cpu_cores']:.2f})",
+                flush=True,
+            )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"ceiling-{args.tag}.json").write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
