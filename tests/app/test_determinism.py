@@ -56,3 +56,20 @@ async def test_same_bytes_across_restarts(make_settings: Callable[..., Settings]
             strip = await served.http.post("/interpolate", json={"seed_a": 1, "seed_b": 2, "format": "gif"})
             results.append((grid.content, strip.content, await pngs(served, n=4, seed=11)))
     assert results[0] == results[1]
+
+
+async def test_grid_bytes_do_not_depend_on_the_forward_worker_or_the_load(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """n=1 PNGs are encoded in whichever forward worker ran the batch: two workers, 48 requests at once."""
+    async with serve(make_settings(forward_workers=2, max_wait_ms=1)) as served:
+
+        async def grid(seed: int) -> bytes:
+            r = await served.http.post("/generate", params={"n": 1, "seed": seed})
+            assert r.status_code == 200 and r.headers["x-seeds"] == str(seed)
+            return r.content
+
+        alone = {seed: await grid(seed) for seed in range(4)}
+        together = await asyncio.gather(*(grid(seed % 4) for seed in range(48)))
+        assert all(data == alone[seed % 4] for seed, data in enumerate(together))
+        assert served.metric("dcgan_batch_images_count") > 4  # the load really ran as several batches
