@@ -167,13 +167,14 @@ class LatentsOut(BaseModel):
 class ModelOut(BaseModel):
     model_id: str
     sha256: str
-    path: str
+    file: str  # the export's file name; the server's directories are not disclosed
     config: dict[str, int]
     provenance: dict[str, object]
     device: str
     dtype: str
     max_images_per_request: int
     max_batch_images: int
+    max_interpolation_steps: int
 
 
 class ErrorOut(BaseModel):

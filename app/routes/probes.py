@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import PurePath
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -36,13 +38,14 @@ async def model(service: ServiceDep, engine: EngineDep) -> ModelOut:
     return ModelOut(
         model_id=info.model_id,
         sha256=info.sha256,
-        path=info.path,
+        file=PurePath(info.path).name,
         config=info.config.to_dict(),
         provenance=info.provenance,
         device=str(engine.device),
         dtype=str(engine.dtype).removeprefix("torch."),
         max_images_per_request=service.settings.max_images_per_request,
         max_batch_images=service.settings.max_batch_images,
+        max_interpolation_steps=service.settings.max_interpolation_steps,
     )
 
 

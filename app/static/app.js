@@ -22,6 +22,7 @@ async function loadModelInfo() {
     info.textContent = `Model: ${bits.join(" · ")}`;
     state.imageSize = cfg.image_size || null;
     if (m.max_images_per_request) $("#gen-n").max = String(m.max_images_per_request);
+    if (m.max_interpolation_steps) $("#interp-steps").max = String(m.max_interpolation_steps);
   } catch (err) {
     info.textContent = err.message;
   }

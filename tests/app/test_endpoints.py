@@ -125,6 +125,8 @@ async def test_model_and_metrics(served: Served) -> None:
     model = (await served.http.get("/v1/model")).json()
     assert model["config"] == TINY.to_dict() and model["device"] == "cpu" and model["dtype"] == "float32"
     assert model["provenance"]["dataset"] == "synthetic"
+    assert model["file"] == "tiny-faces-32.safetensors" and "/" not in model["file"]  # no server paths
+    assert model["max_interpolation_steps"] == 32
     await served.http.post("/generate", params={"n": 2})
     text = (await served.http.get("/metrics")).text
     for name in (

@@ -70,6 +70,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "DCGAN_PORT": str(port),
         "DCGAN_DEVICE": "cpu",
         "DCGAN_API_KEY": API_KEY,
+        "DCGAN_MAX_INTERPOLATION_STEPS": "24",  # the steps field's max comes from /v1/model
     }
     log_path = tmp / "server.log"
     with open(log_path, "wb") as log:
@@ -236,6 +237,7 @@ def _interpolate(page: Page, base: str) -> None:
     page.click("#interp-use-selected")
     expect(page.locator("#interp-a")).to_have_value("1234")
     expect(page.locator("#interp-b")).to_have_value("1237")
+    expect(page.locator("#interp-steps")).to_have_attribute("max", "24")
     page.fill("#interp-steps", "6")
     page.check("#interp-form input[value=lerp]")
     page.click("#interp-form button[type=submit]")
