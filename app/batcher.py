@@ -29,6 +29,7 @@ from app.metrics import Metrics
 
 log = logging.getLogger("app.batcher")
 DisconnectCheck = Callable[[], Awaitable[bool]]
+ARRIVAL_SMOOTHING = 0.2  # weight of the newest gap in the moving average of gaps between requests
 Finish = Callable[[torch.Tensor], Any]  # a request's images (n, H, W, C) -> what it answers with
 R = TypeVar("R")
 
@@ -93,6 +94,8 @@ class MicroBatcher:
         # asking whether a client left costs an event-loop turn: only rows that waited this long are asked
         self.check_disconnect_after_s = check_disconnect_after_s
         self._queue: deque[_Pending] = deque()
+        self._last_arrival = time.perf_counter()
+        self._arrival_gap = 0.0  # moving average of the seconds between submits (0: assume company comes)
         self._inflight: dict[asyncio.Task[None], list[_Pending]] = {}  # batches being computed
         self._queued_rows = 0
         self._wakeup = asyncio.Event()
@@ -168,6 +171,7 @@ class MicroBatcher:
         items = [_Pending(c, loop.create_future(), deadline, is_disconnected, finish if one else None) for c in chunks]
         self._queue.extend(items)
         self._set_depth(self._queued_rows + n)
+        self._note_arrival()
         self._wakeup.set()
         try:
             async with asyncio.timeout(timeout_s):
@@ -180,6 +184,17 @@ class MicroBatcher:
             raise DeadlineExceeded(f"not served within the {timeout_s:g} s deadline") from None
         finally:
             self._discard(items)  # on any failure: un-queue the chunks still waiting
+
+    def _note_arrival(self) -> None:
+        now = time.perf_counter()
+        self._arrival_gap += ARRIVAL_SMOOTHING * (now - self._last_arrival - self._arrival_gap)
+        self._last_arrival = now
+
+    @property
+    def company_expected(self) -> bool:
+        """Whether another request is likely within ``max_wait_s``: requests have been arriving closer
+        together than that, on average. A lone client does not wait for company that will not come."""
+        return self._arrival_gap < self.max_wait_s
 
     def _discard(self, items: list[_Pending]) -> None:
         for item in items:
@@ -216,7 +231,8 @@ class MicroBatcher:
     async def _collect(self) -> list[_Pending]:
         """Wait for rows, then until the oldest has waited ``max_wait_s`` or ``enough_rows`` wait; take whole
         chunks from the head, up to a full batch. Rows that queued during the previous forward have waited
-        already and go at once: under load the generator never idles between batches."""
+        already and go at once: under load the generator never idles between batches. When requests
+        have been arriving further apart than ``max_wait_s``, the rows go at once (a lone client)."""
         while not self._queue:
             self._wakeup.clear()
             await self._wakeup.wait()
@@ -225,7 +241,8 @@ class MicroBatcher:
             self._set_depth(self._queued_rows - item.rows.shape[0])
             return [item]
         loop = asyncio.get_running_loop()
-        flush_at = loop.time() + self.max_wait_s - (time.perf_counter() - self._queue[0].enqueued)
+        wait_s = self.max_wait_s if self.company_expected else 0.0
+        flush_at = loop.time() + wait_s - (time.perf_counter() - self._queue[0].enqueued)
         while self._queued_rows < self.enough_rows and (remaining := flush_at - loop.time()) > 0:
             self._wakeup.clear()
             try:

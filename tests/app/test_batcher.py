@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -255,3 +256,22 @@ async def test_only_rows_that_waited_are_asked_about_their_client() -> None:
     out = await b.submit(rows(0, 2), timeout_s=5, is_disconnected=gone)  # fresh: computed without asking
     await b.stop()
     assert asked == [] and torch.equal(out, rows(0, 2))
+
+
+async def test_a_lone_client_does_not_wait_for_company() -> None:
+    """Requests 0.5 s apart: after a few, the batcher stops waiting max_wait_s (0.2 s) for rows that will
+    not come; a burst makes it wait again."""
+    calls: list[int] = []
+    b = batcher(echo(calls), max_batch_rows=64, max_wait_s=0.2)
+    await b.start()
+    took = []
+    for i in range(5):
+        start = time.perf_counter()
+        await b.submit(rows(i, 1), timeout_s=5)
+        took.append(time.perf_counter() - start)
+        await asyncio.sleep(0.5)
+    assert took[0] >= 0.19 and not b.company_expected  # the first waited: company was assumed
+    assert took[-1] < 0.15, took  # the fifth went at once
+    await asyncio.gather(*(b.submit(rows(i, 1), timeout_s=5) for i in range(20)))
+    await b.stop()
+    assert b.company_expected
