@@ -22,10 +22,12 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:$PATH
 WORKDIR /build
 RUN python -m venv /opt/venv
-# torch/torchvision from TORCH_INDEX_URL first (the CUDA flavour), then the rest from PyPI.
+# torch/torchvision from TORCH_INDEX_URL first (the CUDA flavour), then the rest from PyPI, each at the
+# version the test suite ran (deploy/constraints.txt).
 COPY --from=requirements /build/requirements.txt /build/torch.txt ./
-RUN pip install --no-cache-dir --index-url "$TORCH_INDEX_URL" -r torch.txt \
- && pip install --no-cache-dir -r requirements.txt
+COPY deploy/constraints.txt ./
+RUN pip install --no-cache-dir --index-url "$TORCH_INDEX_URL" -r torch.txt -c constraints.txt \
+ && pip install --no-cache-dir -r requirements.txt -c constraints.txt
 
 # ---- runtime: the venv and the demo checkpoint, run as an unprivileged user -------------------------
 FROM python:3.11-slim-bookworm AS runtime

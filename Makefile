@@ -7,10 +7,10 @@ PYTEST_ARGS ?=
 
 .PHONY: venv test lint serve train-demo bench-serve bench-train compose-smoke clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml deploy/constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev]' -c deploy/constraints.txt  # the versions the Docker image installs
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -99,3 +99,51 @@ def test_the_dependency_step_refuses_a_pyproject_without_torch(tmp_path: Path) -
     script = REPO / "deploy" / "pyproject_requirements.py"
     done = subprocess.run([sys.executable, str(script), "pyproject.toml"], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 1 and "torch and torchvision" in done.stderr
+
+
+def _pins() -> dict[str, str]:
+    from packaging.utils import canonicalize_name
+
+    lines = (REPO / "deploy" / "constraints.txt").read_text().splitlines()
+    pairs = [ln.split("==") for ln in lines if ln.strip() and not ln.startswith("#")]
+    assert all(len(p) == 2 for p in pairs), "constraints.txt holds name==version lines only"
+    return {canonicalize_name(name): version.strip() for name, version in pairs}
+
+
+def test_constraints_pin_every_runtime_dependency_within_pyproject() -> None:
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    tomllib = pytest.importorskip("tomllib")
+    pins = _pins()
+    for dep in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]:
+        req = Requirement(dep)
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{req.name} is not pinned in deploy/constraints.txt"
+        assert req.specifier.contains(pins[name], prereleases=True), f"{req.name}=={pins[name]} violates {dep!r}"
+
+
+def test_the_image_and_the_dev_venv_install_with_the_constraints() -> None:
+    assert ("COPY", "deploy/constraints.txt ./") in INSTRUCTIONS
+    installs = [args for ins, args in INSTRUCTIONS if ins == "RUN" and "pip install" in args]
+    for args in installs:
+        for command in args.split("&&"):
+            assert "-c constraints.txt" in command, command
+    assert "-c deploy/constraints.txt" in (REPO / "Makefile").read_text()
+
+
+def test_this_test_run_uses_the_pinned_versions() -> None:
+    """The suite runs in the venv `make venv` built: the versions the image installs, so what passed here
+    is what ships (a torch local version such as +cu130 or +cpu is the same release)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.version import Version
+
+    for name, pinned in _pins().items():
+        try:
+            installed = version(name)
+        except PackageNotFoundError:  # e.g. CUDA libraries when torch here is a CPU build
+            continue
+        assert Version(installed).public == Version(pinned).public, f"{name}: {installed} here, {pinned} pinned"
