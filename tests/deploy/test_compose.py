@@ -131,6 +131,11 @@ def test_dockerignore_is_an_allow_list_without_venvs_runs_or_tests() -> None:
     allowed = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
     assert {"pyproject.toml", "models", "app", "checkpoints/demo-faces-64.safetensors"} <= allowed
     assert not allowed & {".venv", "venv", "runs", "tests", "data", ".git"}
+    # every file the Dockerfile copies from the context is let in (a missing one fails only at build time)
+    dockerfile = (REPO / "Dockerfile").read_text().splitlines()
+    copies = [ln.split()[1:-1] for ln in dockerfile if ln.startswith("COPY ") and "--from=" not in ln]
+    for source in (src.rstrip("/") for sources in copies for src in sources):
+        assert source in allowed or any(source.startswith(f"{a}/") for a in allowed), f"{source} is not in the context"
 
 
 def test_smoke_script_is_valid_bash_and_drives_the_cpu_stack() -> None:
