@@ -210,5 +210,5 @@ def test_no_operation_takes_a_file_or_path(shared_server: Server) -> None:
     for schema in spec["components"]["schemas"].values():
         names |= set(schema.get("properties", {}))
     assert not {n for n in names if any(w in n.lower() for w in ("path", "file", "url", "dir", "checkpoint"))} - {
-        "path"  # ModelOut.path: the served export's own path, output only
+        "file"  # ModelOut.file: the served export's file name, output only
     }
