@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -113,6 +114,20 @@ class MicroBatcher:
     async def start(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="generator")
         self._task = asyncio.create_task(self._run(), name="micro-batcher")
+
+    async def on_each_worker(self, fn: Callable[[], R]) -> list[R]:
+        """Run ``fn`` once in each worker thread, all at once (the service's warm-up, so that no worker's
+        first forward is a cold one). Call after ``start()``, before requests are admitted."""
+        if self._executor is None:
+            raise NotRunning("the batcher is not started")
+        barrier = threading.Barrier(self.workers)
+
+        def once() -> R:
+            barrier.wait(timeout=120)  # holds its thread until each worker has a call: one call per thread
+            return fn()
+
+        loop = asyncio.get_running_loop()
+        return list(await asyncio.gather(*(loop.run_in_executor(self._executor, once) for _ in range(self.workers))))
 
     async def stop(self) -> None:
         """Stop consuming; requests still queued fail with ``NotRunning``."""

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar, overload
 
 import torch
@@ -59,15 +60,9 @@ class Service:
         workers = forward_workers(s.forward_workers, engine.device)
         torch.set_num_threads(torch_threads(s.torch_threads, engine.device, workers))
         engine.chunk_rows = s.cpu_chunk_rows if engine.device.type == "cpu" else None
-        seconds = await asyncio.to_thread(engine.warm_up, s.max_batch_images)
-        info = engine.info
-        log.info(
-            "loaded %s (%s) on %s; warm-up %.2f s; %d forward worker(s) of %d torch thread(s)",
-            *(info.model_id, info.config, engine.device, seconds, workers, torch.get_num_threads()),
-        )
         self.metrics.model_info.labels(
-            info.model_id,
-            info.sha256,
+            engine.info.model_id,
+            engine.info.sha256,
             str(engine.image_size),
             str(engine.nz),
             str(engine.device),
@@ -88,6 +83,12 @@ class Service:
             enough_rows=PAD_MULTIPLE if cpu else None,  # a CPU forward costs the same per image from 8 rows up
         )
         await self._batcher.start()
+        # every worker thread warms up (per-thread scratch and allocator arenas), before /readyz says ready
+        seconds = max(await self._batcher.on_each_worker(partial(engine.warm_up, s.max_batch_images)))
+        log.info(
+            "loaded %s (%s) on %s; warm-up %.2f s; %d forward worker(s) of %d torch thread(s)",
+            *(engine.info.model_id, engine.info.config, engine.device, seconds, workers, torch.get_num_threads()),
+        )
         self.state = "ready"
 
     async def stop(self) -> None:

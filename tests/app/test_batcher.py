@@ -275,3 +275,12 @@ async def test_a_lone_client_does_not_wait_for_company() -> None:
     await asyncio.gather(*(b.submit(rows(i, 1), timeout_s=5) for i in range(20)))
     await b.stop()
     assert b.company_expected
+
+
+async def test_on_each_worker_runs_once_in_every_worker_thread() -> None:
+    b = batcher(echo([]), workers=3)
+    await b.start()
+    names = await b.on_each_worker(lambda: threading.current_thread().name)
+    out = await b.submit(rows(0, 2), timeout_s=5)  # the workers serve as usual afterwards
+    await b.stop()
+    assert len(set(names)) == 3 and all(n.startswith("generator") for n in names) and torch.equal(out, rows(0, 2))
