@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-TARGET = {"workload": "n1", "concurrency": 64}  # the targets are stated for n=1 at 64 clients
+TARGET: dict[str, Any] = {"workload": "n1", "concurrency": 64}  # the targets: n=1 at 64 clients
 
 
 def level_row(result: dict[str, Any]) -> dict[str, Any]:

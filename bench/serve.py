@@ -135,7 +135,7 @@ def forward_limit(checkpoint: Path, device: str, threads: list[int], max_batch: 
 def _rate(fn: Any, batch: int, nz: int, dev: torch.device, seconds: float) -> float:
     z = torch.randn(batch, nz, device=dev)
     fn(z)  # warm-up
-    times = []
+    times: list[float] = []
     end = time.perf_counter() + seconds
     while time.perf_counter() < end or len(times) < 5:
         start = time.perf_counter()
