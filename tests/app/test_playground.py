@@ -9,11 +9,6 @@ and the console must stay clean. Screenshots land in test-artifacts/playground/ 
 from __future__ import annotations
 
 import base64
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +20,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from models.checkpoint import Provenance, save_generator
 from models.config import DCGANConfig
 from models.dcgan import Generator, init_weights
+from tests.live_server import start_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "playground"
@@ -47,12 +43,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`python -m app` on 127.0.0.1 serving a tiny random generator, with an API key; yields its base URL."""
@@ -62,44 +52,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     G.apply(init_weights)
     checkpoint = tmp / "tiny.safetensors"
     save_generator(G.eval(), checkpoint, Provenance(dataset="fixture"))
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DCGAN_CHECKPOINT": str(checkpoint),
-        "DCGAN_HOST": "127.0.0.1",
-        "DCGAN_PORT": str(port),
-        "DCGAN_DEVICE": "cpu",
-        "DCGAN_API_KEY": API_KEY,
-        "DCGAN_MAX_INTERPOLATION_STEPS": "24",  # the steps field's max comes from /v1/model
-    }
-    log_path = tmp / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "app"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    settings = {"api_key": API_KEY, "max_interpolation_steps": "24"}  # the steps field's max comes from /v1/model
+    app = start_server(checkpoint, tmp / "server.log", **settings)
     try:
-        _wait_ready(base, proc, log_path)
-        yield base
+        app.wait_ready()
+        yield app.base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _wait_ready(base: str, proc: subprocess.Popen[bytes], log_path: Path, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"server exited with {proc.returncode}:\n{log_path.read_text(errors='replace')}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"server not ready after {timeout_s} s:\n{log_path.read_text(errors='replace')}")
+        app.stop(timeout=15)
 
 
 class PageWatch:

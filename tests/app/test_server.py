@@ -6,10 +6,8 @@ from __future__ import annotations
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -19,59 +17,30 @@ from PIL import Image
 
 from app.__main__ import main
 from app.settings import Settings
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def env(**values: str) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("DCGAN_")}
-    return clean | {f"DCGAN_{k.upper()}": v for k, v in values.items()}
+from tests.live_server import REPO, server_env, start_server
 
 
 @pytest.mark.slow
-def test_uvicorn_serves_over_http(checkpoint: Path) -> None:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app"],
-        cwd=REPO,
-        env=env(checkpoint=str(checkpoint), device="cpu", port=str(port), max_batch_images="16"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
+def test_uvicorn_serves_over_http(checkpoint: Path, tmp_path: Path) -> None:
+    server = start_server(checkpoint, tmp_path / "server.log", max_batch_images="16")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else "exited"
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server not ready within 60 s"
-            time.sleep(0.2)
-        r = httpx.post(f"{base}/generate", params={"n": 4, "seed": 1}, timeout=10)
+        server.wait_ready()
+        r = httpx.post(f"{server.base}/generate", params={"n": 4, "seed": 1}, timeout=10)
         assert r.status_code == 200 and r.headers["x-seeds"] == "1,2,3,4"
         assert Image.open(io.BytesIO(r.content)).format == "PNG"
-        assert 'route="/generate"' in httpx.get(f"{base}/metrics", timeout=5).text
+        assert 'route="/generate"' in httpx.get(f"{server.base}/metrics", timeout=5).text
     finally:
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=20)
+        code = server.stop(drain=True)  # one SIGTERM: drain, then uvicorn's graceful shutdown
+    out = server.log.read_text()
     # uvicorn re-raises the captured SIGTERM after a clean shutdown, so -SIGTERM is a clean exit too
-    assert proc.returncode in (0, -signal.SIGTERM), out.decode()
-    assert "Application shutdown complete" in out.decode()
+    assert code in (0, -signal.SIGTERM), out
+    assert "Application shutdown complete" in out
 
 
 def test_missing_checkpoint_exits_with_one_line(tmp_path: Path) -> None:
     missing = tmp_path / "nope.safetensors"
     proc = subprocess.run(
-        [sys.executable, "-m", "app"], cwd=REPO, env=env(checkpoint=str(missing), device="cpu"),
+        [sys.executable, "-m", "app"], cwd=REPO, env=server_env(checkpoint=str(missing), device="cpu"),
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 1

@@ -8,12 +8,9 @@ then must show up in Prometheus's query API as exactly the number of images they
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +21,7 @@ import pytest
 import torch
 
 from models import DCGANConfig, Generator, Provenance, init_weights, save_generator
+from tests.live_server import free_port, start_server
 
 from .conftest import REPO
 
@@ -33,12 +31,6 @@ pytestmark = [
 ]
 QUERY = "dcgan_images_generated_total"
 IMAGE_COUNTS = (3, 5, 8)  # three requests, 16 images
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_for(what: str, check: Callable[[], bool], timeout_s: float, log: Path | None = None) -> None:
@@ -73,32 +65,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     generator.apply(init_weights)
     checkpoint = tmp_path / "tiny.safetensors"
     save_generator(generator.eval(), checkpoint, Provenance(dataset="synthetic"))
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DCGAN_")}
-    env |= {
-        "DCGAN_CHECKPOINT": str(checkpoint),
-        "DCGAN_DEVICE": "cpu",
-        "DCGAN_HOST": "127.0.0.1",
-        "DCGAN_PORT": str(port),
-        "DCGAN_MAX_BATCH_IMAGES": "16",
-        "DCGAN_TORCH_THREADS": "1",
-    }
-    log = tmp_path / "app.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "app"], cwd=REPO, env=env, stdout=out, stderr=out)
-    url = f"http://127.0.0.1:{port}"
+    app = start_server(checkpoint, tmp_path / "app.log", max_batch_images="16", torch_threads="1")
     try:
-        _wait_for("the server's /readyz", lambda: httpx.get(f"{url}/readyz").status_code == 200, 120, log)
-        yield url
+        app.wait_ready(timeout=120)
+        yield app.base
     finally:
-        _stop(process)
+        app.stop(timeout=15)
 
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory, server: str) -> Iterator[str]:
     """Debian's prometheus scraping ``server`` every second; yields its base URL."""
     tmp_path = tmp_path_factory.mktemp("prometheus")
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"

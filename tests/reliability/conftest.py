@@ -3,98 +3,22 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests import live_server
 from tests.app import conftest as app_fixtures
+from tests.live_server import Server
 
 checkpoint = app_fixtures.checkpoint  # the tiny 32x32 export, built once per session
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def server_env(**values: str) -> dict[str, str]:
-    """The current environment without any DCGAN_* variable, plus ``values`` as DCGAN_*."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("DCGAN_")}
-    return clean | {f"DCGAN_{k.upper()}": v for k, v in values.items()}
-
-
-@dataclass
-class Server:
-    """A ``python -m app`` child process on 127.0.0.1:``port``."""
-
-    proc: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            assert self.proc.poll() is None, f"server exited: {self.log.read_text()[-2000:]}"
-            try:
-                if httpx.get(f"{self.base}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server not ready in time"
-            time.sleep(0.1)
-
-    def metric(self, name: str, **labels: str) -> float:
-        """One sample of /metrics (0.0 when absent)."""
-        return metric_value(httpx.get(f"{self.base}/metrics", timeout=5).text, name, **labels)
-
-    def stop(self, timeout: float = 20.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            time.sleep(0.05)
-            self.proc.send_signal(signal.SIGTERM)  # a second signal skips the 2 s drain
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return int(self.proc.returncode)
-
-
-def metric_value(text: str, name: str, **labels: str) -> float:
-    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    key = f"{name}{{{want}}}" if labels else name
-    for line in text.splitlines():
-        if line.startswith(key + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
 
 def start_server(checkpoint: Path, log: Path, *, runner: list[str] | None = None, **settings: str) -> Server:
-    """Start ``python -m app`` (or ``runner``) with the tiny checkpoint on a free port; output goes to ``log``."""
-    port = free_port()
-    values = {"checkpoint": str(checkpoint), "device": "cpu", "port": str(port), "max_batch_images": "16"} | settings
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            runner or [sys.executable, "-m", "app"], cwd=REPO, env=server_env(**values), stdout=out,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    return Server(proc, port, log)
+    """``live_server.start_server`` with this suite's default of 16-row batches."""
+    return live_server.start_server(checkpoint, log, runner=runner, **({"max_batch_images": "16"} | settings))
 
 
 @pytest.fixture

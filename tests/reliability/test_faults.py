@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.reliability.conftest import Server, server_errors, start_server
+from tests.live_server import Server
+from tests.reliability.conftest import server_errors, start_server
 
 
 def faulty(checkpoint: Path, tmp_path: Path, *args: str, **settings: str) -> Iterator[Server]:

@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 
 from app.__main__ import main
 from app.engine import Engine, StartupError
-from tests.reliability.conftest import REPO, server_env
+from tests.live_server import REPO, server_env
 
 
 class Payload:

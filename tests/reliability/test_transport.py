@@ -13,7 +13,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.reliability.conftest import Server, server_errors
+from tests.live_server import Server
+from tests.reliability.conftest import server_errors
 
 CAP = 64 * 1024  # the shared server's DCGAN_MAX_BODY_BYTES
 
