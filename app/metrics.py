@@ -84,6 +84,9 @@ class Metrics:
             buckets=_FAST_BUCKETS,
             registry=r,
         )
+        self.in_flight = Gauge(
+            "dcgan_http_requests_in_flight", "HTTP requests being handled now (the autoscaling signal)", registry=r
+        )
 
 
 def _route_template(scope: Scope, path: str, root_path: str) -> str:
@@ -100,6 +103,7 @@ def _route_template(scope: Scope, path: str, root_path: str) -> str:
     return "<unmatched>"
 
 
+_PROBE_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
 ARRIVED = "dcgan_arrived"  # request.state key: time.monotonic() when the app first saw the request
 
 
@@ -134,8 +138,13 @@ class HttpMetricsMiddleware:
         path, root_path = scope["path"], scope.get("root_path", "")  # routing rewrites them inside mounts
         start = time.perf_counter()
         scope.setdefault("state", {})[ARRIVED] = time.monotonic()  # the request deadline counts from here
+        counted = path not in _PROBE_PATHS  # a scrape must not count itself as load
+        if counted:
+            self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            if counted:
+                self.metrics.in_flight.dec()
             route = _route_template(scope, path, root_path)
             self._observe(route, scope["method"], status["code"], time.perf_counter() - start)

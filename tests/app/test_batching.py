@@ -24,9 +24,12 @@ async def test_concurrent_single_images_share_forwards(make_settings: Callable[.
         tasks = [asyncio.create_task(served.http.post("/generate", params={"n": 1, "seed": s})) for s in range(64)]
         await gate.wait_entered()
         await wait_for(lambda: served.metric("dcgan_queue_depth_images") == 64 - gate.calls[0])
+        assert served.metric("dcgan_http_requests_in_flight") == 64  # the autoscaling signal
+        await served.http.get("/metrics")  # a scrape is not load: it never counts itself
         gate.open.set()
         responses = await asyncio.gather(*tasks)
         assert all(r.status_code == 200 for r in responses)
+        assert served.metric("dcgan_http_requests_in_flight") == 0
         assert sorted(int(r.headers["x-seeds"]) for r in responses) == list(range(64))
         # 64 requests, at most 2 forwards (1 when all 64 arrive within the first batch's max_wait)
         assert len(gate.calls) in (1, 2) and sum(gate.calls) == 64, gate.calls
