@@ -14,6 +14,11 @@ from training.config import DATASETS, DEVICES, TrainConfig
 
 HELP = {
     "data": "image folder (searched recursively) or CelebA root",
+    "max_images": "use only the first N images in file-name order (default: all)",
+    "holdout": "the last N selected images are never trained on; SWD is measured against them",
+    "eval_every": "log SWD against the held-out images every K steps (0: only at the end)",
+    "eval_images": "generated and held-out images per SWD evaluation",
+    "snapshot_every": "also keep a generator export every K steps in OUT/snapshots/ (0: none)",
     "batch_size": "global batch size (split over torchrun processes)",
     "steps": "total optimizer steps (exclusive with --epochs)",
     "epochs": "passes over the data; default 5 when --steps is not given",
@@ -56,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _INTS = {
+    "max_images",
+    "holdout",
+    "eval_every",
+    "eval_images",
+    "snapshot_every",
     "image_size",
     "nz",
     "ngf",

@@ -27,6 +27,8 @@ class TrainConfig:
 
     dataset: str = "folder"
     data: str | None = None  # image folder or CelebA root (folder, celeba)
+    max_images: int | None = None  # use only the first N images in file-name order (None: all)
+    holdout: int = 0  # the last N of those are never trained on: the measuring set
     image_size: int = 64
     nz: int = 100
     ngf: int = 64
@@ -47,6 +49,9 @@ class TrainConfig:
     log_every: int = 50
     sample_every: int = 500
     checkpoint_every: int = 1000
+    eval_every: int = 0  # SWD against the held-out images every K steps (0: only at the end, if --holdout)
+    eval_images: int = 1000  # generated and real images per SWD evaluation
+    snapshot_every: int = 0  # also keep a generator export every K steps in snapshots/ (0: none)
     bn_recal_samples: int = 8192  # latents used to recompute BatchNorm statistics before export
     export: str | None = None  # extra path for the final generator export
     cache_dir: str | None = None  # decoded-image cache; None -> $XDG_CACHE_HOME/dcgan-faces
@@ -64,6 +69,13 @@ class TrainConfig:
             _check_int(name, getattr(self, name), 1, 1024)
         for name in ("batch_size", "log_every", "sample_every", "checkpoint_every", "bn_recal_samples"):
             _check_int(name, getattr(self, name), 1, 1 << 30)
+        for name in ("holdout", "eval_every", "snapshot_every"):
+            _check_int(name, getattr(self, name), 0, 1 << 30)
+        _check_int("eval_images", self.eval_images, 2, 1 << 20)
+        if self.max_images is not None:
+            _check_int("max_images", self.max_images, 1, 1 << 40)
+            if self.holdout >= self.max_images:
+                raise ValueError(f"--holdout {self.holdout} must be smaller than --max-images {self.max_images}")
         _check_int("synthetic_size", self.synthetic_size, 1, 1 << 24)
         _check_int("seed", self.seed, 0, 2**63 - 1)
         if self.steps is not None and self.epochs is not None:
@@ -122,6 +134,9 @@ RESUMABLE_CHANGES = frozenset(
         "tensorboard",
         "compile",
         "bn_recal_samples",
+        "eval_every",
+        "eval_images",
+        "snapshot_every",
     }
 )
 

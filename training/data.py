@@ -13,6 +13,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from training.config import TrainConfig
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm"})
 CACHE_VERSION = 1
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -34,19 +36,50 @@ class ImageSet:
     content_hash: str  # sha256 of the decoded pixels
     skipped: int = 0  # files with an image extension that could not be decoded
     ignored: int = 0  # files without an image extension
+    files: str = ""  # "first..last" file names of the selection (empty for generated sets)
 
 
 def load_images(config: TrainConfig) -> ImageSet:
-    """Build (or reuse from the cache) the image set ``config`` names. Raises ValueError naming the option."""
-    if config.dataset == "synthetic":
-        images = synthetic_images(config.synthetic_size, config.image_size, config.seed)
-        return ImageSet(images, "synthetic", _hash(images))
-    if config.dataset == "lfw-sample":
-        images = lfw_sample_images(config.image_size)
-        return ImageSet(images, "lfw-sample", _hash(images))
+    """The training images ``config`` names (never its held-out ones), decoded via the disk cache.
+
+    Raises ValueError naming the option."""
+    return _load(config, holdout=False)
+
+
+def load_holdout(config: TrainConfig) -> ImageSet:
+    """The ``--holdout`` images: the last N of the selection, never trained on (for measuring)."""
+    if config.holdout == 0:
+        raise ValueError("--holdout is 0: this run holds no images out")
+    return _load(config, holdout=True)
+
+
+def _load(config: TrainConfig, holdout: bool) -> ImageSet:
+    if config.dataset in ("synthetic", "lfw-sample"):  # generated in memory, selected like a file list
+        if config.dataset == "synthetic":
+            images = synthetic_images(config.synthetic_size, config.image_size, config.seed)
+        else:
+            images = lfw_sample_images(config.image_size)
+        train_rows, held_rows = split(list(range(len(images))), config.max_images, config.holdout)
+        pixels = images[held_rows if holdout else train_rows]
+        return ImageSet(pixels, config.dataset, _hash(pixels))
     assert config.data is not None  # TrainConfig requires --data for folder and celeba
     root = celeba_root(Path(config.data)) if config.dataset == "celeba" else Path(config.data)
-    return folder_images(root, config.image_size, _cache_dir(config), name=config.dataset)
+    files, ignored = image_files(root)
+    train, held = split(files, config.max_images, config.holdout)
+    name = config.dataset + ("-holdout" if holdout else "")
+    chosen = held if holdout else train
+    decoded = decode_files(root, chosen, config.image_size, _cache_dir(config), name)
+    return ImageSet(decoded.images, config.dataset, decoded.content_hash, decoded.skipped, ignored, _span(root, chosen))
+
+
+def split(items: list[T], max_images: int | None, holdout: int) -> tuple[list[T], list[T]]:
+    """(train, held out): the first ``max_images`` items (all when None), of which the last ``holdout`` are
+    held out. The order is the caller's (file name order), so a subset of CelebA is reproducible."""
+    selected = items if max_images is None else items[:max_images]
+    if holdout >= len(selected):
+        raise ValueError(f"--holdout {holdout} leaves no training images out of the {len(selected)} selected")
+    cut = len(selected) - holdout
+    return selected[:cut], selected[cut:]
 
 
 def celeba_root(path: Path) -> Path:
@@ -57,14 +90,28 @@ def celeba_root(path: Path) -> Path:
     raise ValueError(f"--data {path}: no img_align_celeba/ folder found (expected the CelebA layout)")
 
 
-def folder_images(root: Path, size: int, cache_dir: Path, name: str = "folder") -> ImageSet:
-    """Every image under ``root`` (recursively), decoded to (N, 3, size, size) uint8 via the disk cache."""
+def image_files(root: Path) -> tuple[list[Path], int]:
+    """Every file under ``root`` (recursively) with an image extension, in path order, and how many
+    other files were ignored."""
     if not root.is_dir():
         raise ValueError(f"--data {root}: not a directory")
     all_files = sorted(p for p in root.rglob("*") if p.is_file())
     files = [p for p in all_files if p.suffix.lower() in IMAGE_EXTENSIONS]
     if not files:
         raise ValueError(f"--data {root}: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) found")
+    return files, len(all_files) - len(files)
+
+
+def folder_images(root: Path, size: int, cache_dir: Path, name: str = "folder") -> ImageSet:
+    """Every image under ``root`` (recursively), decoded to (N, 3, size, size) uint8 via the disk cache."""
+    files, ignored = image_files(root)
+    images = decode_files(root, files, size, cache_dir, name)
+    return ImageSet(images.images, name, images.content_hash, images.skipped, ignored, _span(root, files))
+
+
+def decode_files(root: Path, files: list[Path], size: int, cache_dir: Path, name: str) -> ImageSet:
+    """``files`` decoded to (N, 3, size, size) uint8, in order, bad files skipped and counted; cached on disk
+    under a key of the file list and size, so a second run reads the cache instead of decoding."""
     key = _cache_key(root, files, size)
     stem = cache_dir / f"{name}-{size}-{key[:20]}"
     if not (stem.with_suffix(".json").is_file() and stem.with_suffix(".npy").is_file()):
@@ -74,7 +121,12 @@ def folder_images(root: Path, size: int, cache_dir: Path, name: str = "folder") 
     if meta["count"] == 0:
         raise ValueError(f"--data {root}: none of the {len(files)} image files could be decoded")
     images = torch.from_numpy(np.array(pixels))  # read into (writable) memory
-    return ImageSet(images, name, meta["content_hash"], meta["skipped"], len(all_files) - len(files))
+    return ImageSet(images, name, meta["content_hash"], meta["skipped"])
+
+
+def _span(root: Path, files: list[Path]) -> str:
+    """``first..last`` file names of a selection, as provenance records it."""
+    return f"{files[0].relative_to(root)}..{files[-1].relative_to(root)}" if files else ""
 
 
 def _cache_key(root: Path, files: list[Path], size: int) -> str:

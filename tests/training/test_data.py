@@ -35,6 +35,7 @@ def test_folder_decodes_good_images_and_counts_the_rest(tmp_path: Path) -> None:
     images = folder_images(tmp_path / "faces", 32, tmp_path / "cache")
     assert images.images.shape == (5, 3, 32, 32) and images.images.dtype == torch.uint8
     assert (images.skipped, images.ignored) == (4, 1)
+    assert images.files == "a.png..truncated.jpg"  # the selection's first and last file names
     assert len(images.content_hash) == 64
 
 
@@ -109,3 +110,34 @@ def test_lfw_sample_loads() -> None:
     faces = data.lfw_sample_images(64)
     assert faces.shape == (100, 3, 64, 64) and faces.dtype == torch.uint8
     assert torch.equal(faces[:, 0], faces[:, 2])  # grey faces copied to three channels
+
+
+def test_split_takes_the_first_max_images_and_holds_out_the_last() -> None:
+    items = list(range(10))
+    assert data.split(items, None, 0) == (items, [])
+    assert data.split(items, 6, 2) == ([0, 1, 2, 3], [4, 5])
+    assert data.split(items, None, 3) == ([0, 1, 2, 3, 4, 5, 6], [7, 8, 9])
+    with pytest.raises(ValueError, match="--holdout 6 leaves no training images"):
+        data.split(items, 6, 6)
+
+
+def test_max_images_and_holdout_are_validated(tiny_config: Callable[..., TrainConfig]) -> None:
+    with pytest.raises(ValueError, match="--holdout 5 must be smaller than --max-images 5"):
+        tiny_config(max_images=5, holdout=5)
+    with pytest.raises(ValueError, match="--holdout must be an integer"):
+        tiny_config(holdout=-1)
+
+
+def test_celeba_subset_trains_on_the_first_files_and_never_on_the_holdout(
+    tiny_config: Callable[..., TrainConfig], celeba_slice: Path
+) -> None:
+    """Through the real CelebA path: --max-images 30 --holdout 10 trains on 000001-000020 only."""
+    config = tiny_config(dataset="celeba", data=str(celeba_slice), max_images=30, holdout=10)
+    train, held = load_images(config), data.load_holdout(config)
+    assert train.files == "000001.jpg..000020.jpg" and held.files == "000021.jpg..000030.jpg"
+    root = celeba_slice / "img_align_celeba"
+    expected = torch.stack([torch.from_numpy(data.decode_image(root / f"{i:06d}.jpg", 32)) for i in range(1, 31)])
+    assert torch.equal(train.images, expected[:20]) and torch.equal(held.images, expected[20:])
+    assert train.images[:, 0].float().mean() != train.images[:, 2].float().mean()  # colour, not grey
+    trained_rows = {bytes(row.numpy().tobytes()) for row in train.images}
+    assert not trained_rows & {bytes(row.numpy().tobytes()) for row in held.images}

@@ -1,0 +1,56 @@
+"""What every test package shares: real components that may be missing, and the CelebA subset beside the repo.
+
+A test that needs a real component (Chromium, Prometheus, kubectl, the CelebA subset in ``../shared``)
+skips, saying why, on a developer's machine that lacks it; under ``CI=true`` it fails instead, because
+CI installs or provides all of them and a silent skip there would hide a broken check.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CELEBA_10K = REPO.parent / "shared" / "data" / "celeba-10k"  # 10,000 aligned CelebA images + attributes
+
+
+def on_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(available: bool, reason: str) -> None:
+    """Skip (developer machine) or fail (CI) when a real component the test drives is missing."""
+    if available:
+        return
+    if on_ci():
+        pytest.fail(f"CI must provide this: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def celeba_slice(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CelebA root (``<root>/img_align_celeba/000001.jpg``...) holding the first 60 images of ../shared's
+    subset, plus its attribute file; unpacked once per session (a few hundred KB)."""
+    tar = CELEBA_10K / "img_align_celeba.tar"
+    require(tar.is_file(), f"needs the CelebA subset at {CELEBA_10K} (absent in a user's clone)")
+    root = tmp_path_factory.mktemp("celeba")
+    wanted = {f"img_align_celeba/{i:06d}.jpg" for i in range(1, 61)}
+    with tarfile.open(tar) as archive:
+        members = [m for m in archive.getmembers() if m.name.removeprefix("./") in wanted]
+        archive.extractall(root, members=members, filter="data")
+    (root / "list_attr_celeba.txt").write_bytes((CELEBA_10K / "list_attr_celeba.txt").read_bytes())
+    return root
+
+
+@pytest.fixture(scope="session")
+def celeba_10k(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole 10,000-image subset unpacked as a CelebA root (about 1 s; 28 MB under tmp)."""
+    tar = CELEBA_10K / "img_align_celeba.tar"
+    require(tar.is_file(), f"needs the CelebA subset at {CELEBA_10K} (absent in a user's clone)")
+    root = tmp_path_factory.mktemp("celeba-10k")
+    with tarfile.open(tar) as archive:
+        archive.extractall(root, filter="data")
+    return root
