@@ -7,7 +7,7 @@ string metadata::
     format_version  "1"
     config          JSON of DCGANConfig
     provenance      JSON object: dataset, dataset_hash, steps, ema, bn_recalibrated,
-                    created_at, code_version (see ``Provenance``)
+                    created_at, code_version, selection, quality, terms (see ``Provenance``)
 
 The full training state (optimizers, D, RNG) is a different file owned by ``training``; this
 one is what serving and sampling load, through ``load_generator`` only.
@@ -55,6 +55,9 @@ class Provenance:
     bn_recalibrated: bool = False
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     code_version: str = ""
+    selection: dict[str, Any] = field(default_factory=dict)  # max_images, holdout, the files trained on / held out
+    quality: dict[str, Any] = field(default_factory=dict)  # e.g. SWD x 10^3 against the held-out images
+    terms: str = ""  # usage terms the weights inherit from their data (CelebA: non-commercial research only)
 
 
 @dataclass(frozen=True)

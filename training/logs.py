@@ -44,9 +44,17 @@ class RunLog:
         if not self.enabled:
             return
         self.bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
+        self._board("train", step, values)
+
+    def quality(self, step: int, values: dict[str, float]) -> None:
+        """An ``eval`` record (SWD against the held-out images) in log.jsonl and under quality/ in TensorBoard."""
+        self.event({"event": "eval", "step": step, **values})
+        self._board("quality", step, values)
+
+    def _board(self, group: str, step: int, values: dict[str, float]) -> None:
         if self.writer is not None:
             for k, v in values.items():
-                self.writer.add_scalar(f"train/{k}", v, step)
+                self.writer.add_scalar(f"{group}/{k}", v, step)
 
     def advance(self, steps: int = 1) -> None:
         self.bar.update(steps)

@@ -14,21 +14,27 @@ from pathlib import Path
 import torch
 from torchvision.utils import make_grid, save_image
 
-from models.checkpoint import Provenance, code_version
+from models.checkpoint import Provenance, code_version, save_generator
+from models.dcgan import Generator
 from models.latent import latents_for_seeds
 from models.sampling import render
 from training import loop
 from training.config import RESUMABLE_CHANGES, TrainConfig, option
-from training.data import ImageSet, load_images
+from training.data import ImageSet, load_holdout, load_images
 from training.distributed import Dist, barrier, gather
-from training.export import export_generator, recalibrate_bn
+from training.evaluate import Evaluator
+from training.export import recalibrate_bn
 from training.logs import RunLog, plot_losses, truncate_log
 from training.state import TrainState, flatten_optimizer, load_state, restore_rng, rng_tensors, save_state
 
 STATE_NAME = "state.safetensors"
 EXPORT_NAME = "generator.safetensors"
 GRID_SEEDS = range(64)  # sample grids show the latents of seeds 0..63 (models.latent contract)
-GRID_RECAL_SAMPLES = 1024  # enough for a preview grid; the export uses config.bn_recal_samples
+GRID_RECAL_SAMPLES = 1024  # enough for a preview grid (or a progress SWD); the export uses config.bn_recal_samples
+DATA_TERMS = {  # what a generator inherits from its data; recorded in the export's provenance
+    "celeba": "CelebA (Liu et al., ICCV 2015): non-commercial research purposes only; images of celebrities, "
+    "copyright with their owners. A generator trained on it inherits these terms.",
+}
 
 
 class Trainer:
@@ -45,6 +51,7 @@ class Trainer:
         self.loop_rng = torch.Generator().manual_seed(config.seed + 7919 * info.rank)  # latents and flips
         self.amp = loop.autocast(config, device)
         self.step = 0
+        self.evaluator: Evaluator | None = None
         if config.resume:
             self._resume(load_state(self.run_dir / STATE_NAME))
         if info.is_main:
@@ -59,6 +66,8 @@ class Trainer:
                 "skipped": self.data.skipped,
                 "ignored": self.data.ignored,
                 "hash": self.data.content_hash,
+                "files": self.data.files,
+                "holdout": config.holdout,
                 "steps": self.total,
                 "steps_per_epoch": self.order.steps_per_epoch,
                 "start_step": self.step,
@@ -114,14 +123,47 @@ class Trainer:
                 t0, images_seen = time.perf_counter(), 0
             if self.info.is_main and (self.step % cfg.sample_every == 0 or last):  # snapshot
                 self.sample_grid()
+            if self.info.is_main and cfg.eval_every and self.step % cfg.eval_every == 0 and not last:
+                self.evaluate(self.exportable(GRID_RECAL_SAMPLES))  # quality so far (the last one is in finish)
+            if self.info.is_main and cfg.snapshot_every and self.step % cfg.snapshot_every == 0 and not last:
+                path = self.run_dir / "snapshots" / f"generator-step-{self.step:07d}.safetensors"
+                save_generator(self.exportable(cfg.bn_recal_samples), path, self.provenance())
             if self.step % cfg.checkpoint_every == 0 or last:
                 self.save()  # every rank: the RNG states are gathered
         self.finish()
 
+    def exportable(self, recal_samples: int) -> Generator:
+        """A BN-recalibrated, eval-mode copy of the EMA generator: what an export holds and the service runs."""
+        return recalibrate_bn(copy.deepcopy(self.nets.G_ema), recal_samples)  # not Generator(...): no global-RNG draw
+
+    def evaluate(self, generator: Generator) -> dict[str, float]:
+        """SWD x 10^3 of ``generator`` against the held-out images, logged; {} when nothing is held out."""
+        if self.config.holdout == 0:
+            return {}
+        if self.evaluator is None:  # the held-out set's descriptors, computed once per run
+            held = load_holdout(self.config).images
+            self.evaluator = Evaluator(held[: self.config.eval_images])
+        values = {**self.evaluator.score_generator(generator).to_dict(), "eval_images": self.evaluator.n}
+        self.log.quality(self.step, values)
+        return values
+
+    def provenance(self, quality: dict[str, float] | None = None) -> Provenance:
+        cfg, data = self.config, self.data
+        return Provenance(
+            dataset=data.name,
+            dataset_hash=data.content_hash,
+            steps=self.step,
+            ema=True,
+            bn_recalibrated=True,
+            code_version=code_version(),
+            selection={"max_images": cfg.max_images, "holdout": cfg.holdout, "trained_on": data.files},
+            quality=quality or {},
+            terms=DATA_TERMS.get(data.name, ""),
+        )
+
     def sample_grid(self) -> Path:
         """samples/step-NNNNNNN.png: the EMA generator, BN-recalibrated, rendered in eval mode as the service will."""
-        G = copy.deepcopy(self.nets.G_ema)  # not Generator(...): its init would draw from the global RNG
-        recalibrate_bn(G, min(GRID_RECAL_SAMPLES, self.config.bn_recal_samples))
+        G = self.exportable(min(GRID_RECAL_SAMPLES, self.config.bn_recal_samples))
         pixels = render(G, latents_for_seeds(list(GRID_SEEDS), self.config.nz))  # (64, S, S, 3) uint8
         grid = make_grid(pixels.permute(0, 3, 1, 2).float() / 255.0, nrow=8, padding=2)  # (3, H, W)
         path = self.run_dir / "samples" / f"step-{self.step:07d}.png"
@@ -156,18 +198,13 @@ class Trainer:
         save_state(self.run_dir / STATE_NAME, self.config, meta, tensors)
 
     def finish(self) -> None:
-        """Export the BN-recalibrated EMA generator, draw loss.png, release the workers."""
+        """Export the BN-recalibrated EMA generator (with its SWD), draw loss.png, release the workers."""
         if self.info.is_main:
-            provenance = Provenance(
-                dataset=self.data.name,
-                dataset_hash=self.data.content_hash,
-                steps=self.step,
-                ema=True,
-                bn_recalibrated=True,
-                code_version=code_version(),
-            )
+            generator = self.exportable(self.config.bn_recal_samples)
+            provenance = self.provenance(self.evaluate(generator))  # the export records its final quality
             paths = [self.run_dir / EXPORT_NAME] + ([Path(self.config.export)] if self.config.export else [])
-            export_generator(self.nets.G_ema, paths, provenance, self.config.bn_recal_samples)
+            for path in paths:
+                save_generator(generator, path, provenance)
             plot_losses(self.run_dir)
             self.log.event({"event": "done", "step": self.step, "exports": [str(p) for p in paths]})
         self.log.close()

@@ -44,3 +44,18 @@ def write_image(path: Path, seed: int, size: tuple[int, int] = (40, 30), fmt: st
     rng = np.random.default_rng(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path, format=fmt)
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path: Path) -> Path:
+    """A random (paper-init) 32x32 colour generator export."""
+    import torch
+
+    from models import DCGANConfig, Generator, Provenance, init_weights, save_generator
+
+    torch.manual_seed(0)
+    generator = Generator(DCGANConfig(nz=16, ngf=8, ndf=8, image_size=32))
+    generator.apply(init_weights)
+    path = tmp_path / "tiny.safetensors"
+    save_generator(generator.eval(), path, Provenance(dataset="synthetic"))
+    return path
