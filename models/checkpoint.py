@@ -20,7 +20,6 @@ import json
 import math
 import os
 import struct
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +29,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from models.atomic import atomic_write
 from models.config import DCGANConfig
 from models.dcgan import Generator
 
@@ -96,19 +96,7 @@ def save_generator(generator: Generator, path: str | os.PathLike[str], provenanc
         "config": generator.config.to_json(),
         "provenance": json.dumps(asdict(provenance), sort_keys=True),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # safetensors/mkstemp leave 0600; exports are read by others (the container's user)
-        os.replace(tmp, path)  # readers see the old file or the whole new one, never a part
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def _read_header(path: Path) -> tuple[dict[str, Any], int]:

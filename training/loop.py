@@ -1,155 +1,224 @@
-"""The DCGAN training loop: the PyTorch tutorial's algorithm as small, commented step functions.
+"""A training run: data + nets + state + outputs in the run dir. ``train(config)`` is the entry point.
 
-One step: (1) update D on a real batch and a fake batch (BCE-with-logits, real -> 1, fake -> 0),
-(2) update G with the non-saturating loss (fakes labelled real), then move the EMA generator.
-Randomness that shapes the maths (latents, flips) comes from one CPU ``torch.Generator`` whose
-state is checkpointed, and the data order is a pure function of (seed, step), so ``--resume``
-reproduces an uninterrupted run exactly on CPU.
+Run dir layout (rank 0 writes everything): ``config.json``, ``log.jsonl``, ``tb/``, ``samples/step-*.png``,
+``state.safetensors`` (resume state), ``generator.safetensors`` (final export) and ``loss.png``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-from dataclasses import dataclass
+import time
+from dataclasses import fields
+from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
+from torchvision.utils import make_grid, save_image
 
-from models.dcgan import Discriminator, Generator, init_weights
-from training.config import TrainConfig
-from training.distributed import Dist, wrap
+from models.checkpoint import Provenance, code_version, save_generator
+from models.dcgan import Generator
+from models.latent import latents_for_seeds
+from models.sampling import render
+from training import loop
+from training.config import RESUMABLE_CHANGES, TrainConfig, option
+from training.data import ImageSet, load_holdout, load_images
+from training.distributed import Dist, barrier, gather
+from training.evaluate import Evaluator
+from training.export import recalibrate_bn
+from training.logs import RunLog, plot_losses, truncate_log
+from training.state import TrainState, flatten_optimizer, load_state, restore_rng, rng_tensors, save_state
 
-
-@dataclass
-class Nets:
-    G: Generator
-    D: Discriminator
-    G_ema: Generator  # exponential moving average of G's weights (buffers copied)
-    G_fwd: nn.Module  # what forward passes go through: G, or its DDP / compiled wrapper
-    D_fwd: nn.Module
-    opt_G: torch.optim.Adam
-    opt_D: torch.optim.Adam
-
-
-def build_nets(config: TrainConfig, device: torch.device, info: Dist) -> Nets:
-    """Fresh G, D (paper init, seeded by config.seed), their EMA copy, wrappers and Adam optimizers."""
-    torch.manual_seed(config.seed)
-    G = Generator(config.model).to(device)
-    D = Discriminator(config.model).to(device)
-    G.apply(init_weights)
-    D.apply(init_weights)
-    if config.channels_last:
-        G.to(memory_format=torch.channels_last)
-        D.to(memory_format=torch.channels_last)
-    G_ema = copy.deepcopy(G).requires_grad_(False)
-    G_fwd, D_fwd = wrap(G, info, device), wrap(D, info, device)
-    if config.compile:
-        G_fwd, D_fwd = torch.compile(G_fwd), torch.compile(D_fwd)  # type: ignore[assignment]
-    betas = (config.beta1, 0.999)
-    return Nets(
-        G,
-        D,
-        G_ema,
-        G_fwd,
-        D_fwd,
-        torch.optim.Adam(G.parameters(), lr=config.lr, betas=betas),
-        torch.optim.Adam(D.parameters(), lr=config.lr, betas=betas),
-    )
+STATE_NAME = "state.safetensors"
+EXPORT_NAME = "generator.safetensors"
+GRID_SEEDS = range(64)  # sample grids show the latents of seeds 0..63 (models.latent contract)
+GRID_RECAL_SAMPLES = 1024  # enough for a preview grid (or a progress SWD); the export uses config.bn_recal_samples
+DATA_TERMS = {  # what a generator inherits from its data; recorded in the export's provenance
+    "celeba": "CelebA (Liu et al., ICCV 2015): non-commercial research purposes only; images of celebrities, "
+    "copyright with their owners. A generator trained on it inherits these terms.",
+}
 
 
-class DataOrder:
-    """Which cached images each step uses. Epoch ``e`` walks a permutation seeded by (seed, e);
-    under torchrun rank ``r`` takes every ``world``-th index of it (like DistributedSampler) and
-    the last partial batch is dropped. The position in the data is a function of the step alone."""
+class Trainer:
+    def __init__(self, config: TrainConfig, info: Dist, device: torch.device) -> None:
+        if config.amp and device.type != "cuda":
+            raise ValueError(f"--amp (bf16 autocast) needs a CUDA device; this run is on {device}")
+        self.config, self.info, self.device = config, info, device
+        self.run_dir = Path(config.out)
+        self.data = _load_data(config, info)
+        self.images = self.data.images.to(device)  # (N, 3, S, S) uint8; on CUDA the whole set lives on the GPU
+        self.order = loop.DataOrder(len(self.images), config.batch_size, config.seed, info)
+        self.total = config.steps or (config.epochs or 5) * self.order.steps_per_epoch
+        self.nets = loop.build_nets(config, device, info)
+        self.loop_rng = torch.Generator().manual_seed(config.seed + 7919 * info.rank)  # latents and flips
+        self.amp = loop.autocast(config, device)
+        self.step = 0
+        self.evaluator: Evaluator | None = None
+        if config.resume:
+            self._resume(load_state(self.run_dir / STATE_NAME))
+        if info.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.json").write_text(config.to_json() + "\n")
+        self.log = RunLog(self.run_dir, self.total, self.step, info.is_main, config.tensorboard)
+        self.log.event(
+            {
+                "event": "data",
+                "dataset": self.data.name,
+                "images": len(self.images),
+                "skipped": self.data.skipped,
+                "ignored": self.data.ignored,
+                "hash": self.data.content_hash,
+                "files": self.data.files,
+                "holdout": config.holdout,
+                "steps": self.total,
+                "steps_per_epoch": self.order.steps_per_epoch,
+                "start_step": self.step,
+                "device": str(device),
+                "world": info.world,
+            }
+        )
 
-    def __init__(self, n: int, batch_size: int, seed: int, info: Dist) -> None:
-        if batch_size % info.world:
-            raise ValueError(f"--batch-size {batch_size} must be a multiple of the {info.world} torchrun processes")
-        self.n, self.seed, self.rank, self.world = n, seed, info.rank, info.world
-        self.per_rank = batch_size // info.world
-        self.steps_per_epoch = n // batch_size
-        if self.steps_per_epoch == 0:
-            raise ValueError(f"--batch-size {batch_size} is larger than the dataset ({n} images)")
-        self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
+    def _resume(self, state: TrainState) -> None:
+        for f in fields(TrainConfig):
+            if f.name not in RESUMABLE_CHANGES and getattr(state.config, f.name) != getattr(self.config, f.name):
+                raise ValueError(
+                    f"--resume: {option(f.name)} is {getattr(self.config, f.name)!r} but the run in "
+                    f"{self.run_dir} used {getattr(state.config, f.name)!r}"
+                )
+        for name in ("G", "D", "G_ema"):
+            getattr(self.nets, name).load_state_dict(state.module_state(name))
+        self.nets.opt_G.load_state_dict(state.optimizer_state("opt_G"))
+        self.nets.opt_D.load_state_dict(state.optimizer_state("opt_D"))
+        if not restore_rng(state, self.loop_rng, self.info.rank):
+            self.loop_rng.manual_seed(self.config.seed + 7919 * self.info.rank + 104729 * int(state.meta["step"]))
+        self.step = int(state.meta["step"])
+        if self.info.is_main:
+            truncate_log(self.run_dir, self.step)
 
-    def position(self, step: int) -> tuple[int, int]:
-        """(epoch, batch index within the epoch) of ``step``."""
-        return divmod(step, self.steps_per_epoch)
+    def train_step(self) -> dict[str, torch.Tensor]:
+        """One step on this rank's next batch: (1) update D, (2) update G, then the EMA. Returns the
+        step's losses and mean D outputs as 0-d tensors (not synchronised: ``.item()`` only when logging)."""
+        cfg, nets = self.config, self.nets
+        idx = self.order.indices(self.step).to(self.device)
+        flip = torch.rand(idx.numel(), generator=self.loop_rng) < 0.5  # (B,) random horizontal flip
+        z = torch.randn(idx.numel(), cfg.nz, generator=self.loop_rng).to(self.device)  # (B, nz)
+        real = loop.real_batch(self.images, idx, flip.to(self.device))  # (B, 3, S, S)
+        if cfg.channels_last:
+            real = real.contiguous(memory_format=torch.channels_last)
+        loss_d, d_x, d_g_z1, fake = loop.d_step(nets, real, z, self.amp)  # (1) update D
+        loss_g, d_g_z2 = loop.g_step(nets, fake, self.amp)  # (2) update G
+        loop.ema_update(nets.G_ema, nets.G, loop.ema_beta(cfg.ema_decay, self.step))  # EMA
+        self.step += 1
+        return {"loss_d": loss_d, "loss_g": loss_g, "d_x": d_x, "d_g_z1": d_g_z1, "d_g_z2": d_g_z2}
 
-    def indices(self, step: int) -> torch.Tensor:
-        """This rank's image indices (per_rank,) for ``step``."""
-        epoch, pos = self.position(step)
-        if epoch != self._epoch:
-            g = torch.Generator().manual_seed((self.seed + epoch * 0x9E3779B97F4A7C15) % 2**64)
-            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g)[self.rank :: self.world]
-        return self._perm[pos * self.per_rank : (pos + 1) * self.per_rank]
+    def run(self) -> None:
+        cfg = self.config
+        t0, images_seen = time.perf_counter(), 0
+        while self.step < self.total:
+            values = self.train_step()
+            images_seen += cfg.batch_size
+            self.log.advance()
+            last = self.step == self.total
+            if self.step % cfg.log_every == 0 or last:
+                rate = images_seen / (time.perf_counter() - t0)
+                self.log.scalars(self.step, {**{k: v.item() for k, v in values.items()}, "img_s": round(rate, 1)})
+                t0, images_seen = time.perf_counter(), 0
+            if self.info.is_main and (self.step % cfg.sample_every == 0 or last):  # snapshot
+                self.sample_grid()
+            if self.info.is_main and cfg.eval_every and self.step % cfg.eval_every == 0 and not last:
+                self.evaluate(self.exportable(GRID_RECAL_SAMPLES))  # quality so far (the last one is in finish)
+            if self.info.is_main and cfg.snapshot_every and self.step % cfg.snapshot_every == 0 and not last:
+                path = self.run_dir / "snapshots" / f"generator-step-{self.step:07d}.safetensors"
+                save_generator(self.exportable(cfg.bn_recal_samples), path, self.provenance())
+            if self.step % cfg.checkpoint_every == 0 or last:
+                self.save()  # every rank: the RNG states are gathered
+        self.finish()
+
+    def exportable(self, recal_samples: int) -> Generator:
+        """A BN-recalibrated, eval-mode copy of the EMA generator: what an export holds and the service runs."""
+        return recalibrate_bn(copy.deepcopy(self.nets.G_ema), recal_samples)  # not Generator(...): no global-RNG draw
+
+    def evaluate(self, generator: Generator) -> dict[str, float]:
+        """SWD x 10^3 of ``generator`` against the held-out images, logged; {} when nothing is held out."""
+        if self.config.holdout == 0:
+            return {}
+        if self.evaluator is None:  # the held-out set's descriptors, computed once per run
+            held = load_holdout(self.config).images
+            self.evaluator = Evaluator(held[: self.config.eval_images])
+        values = {**self.evaluator.score_generator(generator).to_dict(), "eval_images": self.evaluator.n}
+        self.log.quality(self.step, values)
+        return values
+
+    def provenance(self, quality: dict[str, float] | None = None) -> Provenance:
+        cfg, data = self.config, self.data
+        return Provenance(
+            dataset=data.name,
+            dataset_hash=data.content_hash,
+            steps=self.step,
+            ema=True,
+            bn_recalibrated=True,
+            code_version=code_version(),
+            selection={"max_images": cfg.max_images, "holdout": cfg.holdout, "trained_on": data.files},
+            quality=quality or {},
+            terms=DATA_TERMS.get(data.name, ""),
+        )
+
+    def sample_grid(self) -> Path:
+        """samples/step-NNNNNNN.png: the EMA generator, BN-recalibrated, rendered in eval mode as the service will."""
+        G = self.exportable(min(GRID_RECAL_SAMPLES, self.config.bn_recal_samples))
+        pixels = render(G, latents_for_seeds(list(GRID_SEEDS), self.config.nz))  # (64, S, S, 3) uint8
+        grid = make_grid(pixels.permute(0, 3, 1, 2).float() / 255.0, nrow=8, padding=2)  # (3, H, W)
+        path = self.run_dir / "samples" / f"step-{self.step:07d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(grid, path)
+        return path
+
+    def save(self) -> None:
+        """state.safetensors: everything --resume needs, written atomically by rank 0. Collective."""
+        loop_states = gather(self.loop_rng.get_state(), self.info, self.device)
+        if not self.info.is_main:
+            return
+        nets = self.nets
+        tensors = {
+            f"{name}.{k}": v for name in ("G", "D", "G_ema") for k, v in getattr(nets, name).state_dict().items()
+        }
+        tensors |= flatten_optimizer("opt_G", nets.opt_G.state_dict())
+        tensors |= flatten_optimizer("opt_D", nets.opt_D.state_dict())
+        tensors |= rng_tensors(loop_states)
+        epoch, position = self.order.position(self.step)
+        meta = {
+            "step": self.step,
+            "epoch": epoch,
+            "position": position,
+            "dataset": self.data.name,
+            "dataset_hash": self.data.content_hash,
+            "param_groups": {
+                "opt_G": nets.opt_G.state_dict()["param_groups"],
+                "opt_D": nets.opt_D.state_dict()["param_groups"],
+            },
+        }
+        save_state(self.run_dir / STATE_NAME, self.config, meta, tensors)
+
+    def finish(self) -> None:
+        """Export the BN-recalibrated EMA generator (with its SWD), draw loss.png, release the workers."""
+        if self.info.is_main:
+            generator = self.exportable(self.config.bn_recal_samples)
+            provenance = self.provenance(self.evaluate(generator))  # the export records its final quality
+            paths = [self.run_dir / EXPORT_NAME] + ([Path(self.config.export)] if self.config.export else [])
+            for path in paths:
+                save_generator(generator, path, provenance)
+            plot_losses(self.run_dir)
+            self.log.event({"event": "done", "step": self.step, "exports": [str(p) for p in paths]})
+        self.log.close()
+        barrier(self.info)
 
 
-def real_batch(images: torch.Tensor, idx: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
-    """uint8 cache (N, 3, S, S) -> float batch (B, 3, S, S) in [-1, 1], mirrored where ``flip`` (B,) is set."""
-    x = images[idx].float().div_(127.5).sub_(1.0)
-    return torch.where(flip[:, None, None, None], x.flip(3), x)
+def _load_data(config: TrainConfig, info: Dist) -> ImageSet:
+    """Rank 0 decodes (and caches) first; the others then read its cache."""
+    data = load_images(config) if info.is_main else None
+    barrier(info)
+    return data if data is not None else load_images(config)
 
 
-def autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager[object]:
-    if config.amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def d_step(
-    nets: Nets, real: torch.Tensor, z: torch.Tensor, amp: contextlib.AbstractContextManager[object]
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(1) Update D: maximise log D(x) + log(1 - D(G(z))), real and fake in separate batches (as the
-    tutorial: each gets its own BatchNorm statistics). Returns Loss_D, D(x), D(G(z)) and the fakes."""
-    nets.opt_D.zero_grad(set_to_none=True)
-    with amp:
-        logits_real = nets.D_fwd(real).float()  # (B,)
-    loss_real = F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))
-    loss_real.backward()
-    with amp:
-        fake = nets.G_fwd(z)  # (B, 3, S, S)
-        logits_fake = nets.D_fwd(fake.detach()).float()  # (B,); no gradient into G here
-    loss_fake = F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
-    loss_fake.backward()
-    nets.opt_D.step()
-    return (loss_real + loss_fake).detach(), logits_real.sigmoid().mean(), logits_fake.sigmoid().mean(), fake
-
-
-def g_step(
-    nets: Nets, fake: torch.Tensor, amp: contextlib.AbstractContextManager[object]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(2) Update G with the non-saturating loss: maximise log D(G(z)) through the just-updated D.
-
-    Only G steps here, so D's parameters are frozen for this backward: autograd then skips D's weight
-    gradients (about a sixth of a CPU step) and G's gradients are unchanged. Not under DDP, whose
-    reducer expects a gradient for every parameter it wraps."""
-    nets.opt_G.zero_grad(set_to_none=True)
-    freeze = not isinstance(getattr(nets.D_fwd, "_orig_mod", nets.D_fwd), DistributedDataParallel)
-    nets.D.requires_grad_(not freeze)
-    try:
-        with amp:
-            logits = nets.D_fwd(fake).float()  # (B,)
-        loss = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))  # fakes labelled real
-        loss.backward()
-    finally:
-        nets.D.requires_grad_(True)
-    nets.opt_G.step()
-    return loss.detach(), logits.sigmoid().mean()
-
-
-def ema_beta(decay: float, step: int) -> float:
-    """EMA decay ramped up from 0.1: early weights (random init) are forgotten fast."""
-    return min(decay, (1.0 + step) / (10.0 + step))
-
-
-@torch.no_grad()
-def ema_update(ema: nn.Module, model: nn.Module, beta: float) -> None:
-    """ema <- beta * ema + (1 - beta) * model for parameters; buffers (BN statistics) are copied."""
-    for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
-        p_ema.lerp_(p, 1.0 - beta)
-    for b_ema, b in zip(ema.buffers(), model.buffers(), strict=True):
-        b_ema.copy_(b)
+def train(config: TrainConfig, info: Dist, device: torch.device) -> Trainer:
+    trainer = Trainer(config, info, device)
+    trainer.run()
+    return trainer

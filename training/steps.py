@@ -1,0 +1,155 @@
+"""The DCGAN training loop: the PyTorch tutorial's algorithm as small, commented step functions.
+
+One step: (1) update D on a real batch and a fake batch (BCE-with-logits, real -> 1, fake -> 0),
+(2) update G with the non-saturating loss (fakes labelled real), then move the EMA generator.
+Randomness that shapes the maths (latents, flips) comes from one CPU ``torch.Generator`` whose
+state is checkpointed, and the data order is a pure function of (seed, step), so ``--resume``
+reproduces an uninterrupted run exactly on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from models.dcgan import Discriminator, Generator, init_weights
+from training.config import TrainConfig
+from training.distributed import Dist, wrap
+
+
+@dataclass
+class Nets:
+    G: Generator
+    D: Discriminator
+    G_ema: Generator  # exponential moving average of G's weights (buffers copied)
+    G_fwd: nn.Module  # what forward passes go through: G, or its DDP / compiled wrapper
+    D_fwd: nn.Module
+    opt_G: torch.optim.Adam
+    opt_D: torch.optim.Adam
+
+
+def build_nets(config: TrainConfig, device: torch.device, info: Dist) -> Nets:
+    """Fresh G, D (paper init, seeded by config.seed), their EMA copy, wrappers and Adam optimizers."""
+    torch.manual_seed(config.seed)
+    G = Generator(config.model).to(device)
+    D = Discriminator(config.model).to(device)
+    G.apply(init_weights)
+    D.apply(init_weights)
+    if config.channels_last:
+        G.to(memory_format=torch.channels_last)
+        D.to(memory_format=torch.channels_last)
+    G_ema = copy.deepcopy(G).requires_grad_(False)
+    G_fwd, D_fwd = wrap(G, info, device), wrap(D, info, device)
+    if config.compile:
+        G_fwd, D_fwd = torch.compile(G_fwd), torch.compile(D_fwd)  # type: ignore[assignment]
+    betas = (config.beta1, 0.999)
+    return Nets(
+        G,
+        D,
+        G_ema,
+        G_fwd,
+        D_fwd,
+        torch.optim.Adam(G.parameters(), lr=config.lr, betas=betas),
+        torch.optim.Adam(D.parameters(), lr=config.lr, betas=betas),
+    )
+
+
+class DataOrder:
+    """Which cached images each step uses. Epoch ``e`` walks a permutation seeded by (seed, e);
+    under torchrun rank ``r`` takes every ``world``-th index of it (like DistributedSampler) and
+    the last partial batch is dropped. The position in the data is a function of the step alone."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, info: Dist) -> None:
+        if batch_size % info.world:
+            raise ValueError(f"--batch-size {batch_size} must be a multiple of the {info.world} torchrun processes")
+        self.n, self.seed, self.rank, self.world = n, seed, info.rank, info.world
+        self.per_rank = batch_size // info.world
+        self.steps_per_epoch = n // batch_size
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"--batch-size {batch_size} is larger than the dataset ({n} images)")
+        self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
+
+    def position(self, step: int) -> tuple[int, int]:
+        """(epoch, batch index within the epoch) of ``step``."""
+        return divmod(step, self.steps_per_epoch)
+
+    def indices(self, step: int) -> torch.Tensor:
+        """This rank's image indices (per_rank,) for ``step``."""
+        epoch, pos = self.position(step)
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed((self.seed + epoch * 0x9E3779B97F4A7C15) % 2**64)
+            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g)[self.rank :: self.world]
+        return self._perm[pos * self.per_rank : (pos + 1) * self.per_rank]
+
+
+def real_batch(images: torch.Tensor, idx: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """uint8 cache (N, 3, S, S) -> float batch (B, 3, S, S) in [-1, 1], mirrored where ``flip`` (B,) is set."""
+    x = images[idx].float().div_(127.5).sub_(1.0)
+    return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+
+def autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager[object]:
+    if config.amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def d_step(
+    nets: Nets, real: torch.Tensor, z: torch.Tensor, amp: contextlib.AbstractContextManager[object]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(1) Update D: maximise log D(x) + log(1 - D(G(z))), real and fake in separate batches (as the
+    tutorial: each gets its own BatchNorm statistics). Returns Loss_D, D(x), D(G(z)) and the fakes."""
+    nets.opt_D.zero_grad(set_to_none=True)
+    with amp:
+        logits_real = nets.D_fwd(real).float()  # (B,)
+    loss_real = F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))
+    loss_real.backward()
+    with amp:
+        fake = nets.G_fwd(z)  # (B, 3, S, S)
+        logits_fake = nets.D_fwd(fake.detach()).float()  # (B,); no gradient into G here
+    loss_fake = F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
+    loss_fake.backward()
+    nets.opt_D.step()
+    return (loss_real + loss_fake).detach(), logits_real.sigmoid().mean(), logits_fake.sigmoid().mean(), fake
+
+
+def g_step(
+    nets: Nets, fake: torch.Tensor, amp: contextlib.AbstractContextManager[object]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(2) Update G with the non-saturating loss: maximise log D(G(z)) through the just-updated D.
+
+    Only G steps here, so D's parameters are frozen for this backward: autograd then skips D's weight
+    gradients (about a sixth of a CPU step) and G's gradients are unchanged. Not under DDP, whose
+    reducer expects a gradient for every parameter it wraps."""
+    nets.opt_G.zero_grad(set_to_none=True)
+    freeze = not isinstance(getattr(nets.D_fwd, "_orig_mod", nets.D_fwd), DistributedDataParallel)
+    nets.D.requires_grad_(not freeze)
+    try:
+        with amp:
+            logits = nets.D_fwd(fake).float()  # (B,)
+        loss = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))  # fakes labelled real
+        loss.backward()
+    finally:
+        nets.D.requires_grad_(True)
+    nets.opt_G.step()
+    return loss.detach(), logits.sigmoid().mean()
+
+
+def ema_beta(decay: float, step: int) -> float:
+    """EMA decay ramped up from 0.1: early weights (random init) are forgotten fast."""
+    return min(decay, (1.0 + step) / (10.0 + step))
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, beta: float) -> None:
+    """ema <- beta * ema + (1 - beta) * model for parameters; buffers (BN statistics) are copied."""
+    for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
+        p_ema.lerp_(p, 1.0 - beta)
+    for b_ema, b in zip(ema.buffers(), model.buffers(), strict=True):
+        b_ema.copy_(b)
