@@ -3,7 +3,7 @@
     python -m bench.train                       # 20k synthetic 64x64 JPEGs, batch 128, the tutorial's model
     python -m bench.train --images 2000 --steps 4          # a quick look
 
-The data is written once as JPEG files to a temporary folder. *Ours* is ``training.trainer.Trainer`` as
+The data is written once as JPEG files to a temporary folder. *Ours* is ``training.loop.Trainer`` as
 shipped, stepped by its ``train_step`` (the folder is decoded once into its uint8 cache; that build
 is timed separately). The *tutorial* baseline is written out below: ``ImageFolder`` +
 ``DataLoader(num_workers=2)`` + the tutorial's step (sigmoid + ``BCELoss``, real and fake batches,
@@ -34,7 +34,7 @@ from models.dcgan import Discriminator, Generator, init_weights
 from training.config import TrainConfig
 from training.data import folder_images, synthetic_images
 from training.distributed import Dist
-from training.trainer import Trainer
+from training.loop import Trainer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -49,7 +49,7 @@ def write_jpegs(root: Path, n: int, size: int) -> None:
 
 
 class Ours:
-    """``training.trainer.Trainer`` as shipped, stepped with its own ``train_step``."""
+    """``training.loop.Trainer`` as shipped, stepped with its own ``train_step``."""
 
     def __init__(self, args: argparse.Namespace, data: Path, cache: Path, run_dir: Path, device: torch.device):
         config = TrainConfig(

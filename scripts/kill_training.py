@@ -50,7 +50,7 @@ def command(run: Path, steps: int, resume: bool) -> list[str]:
 def state_step(run: Path) -> int:
     """Step of the run's checkpoint (0 if none yet); raises if the file exists but does not load."""
     path = run / "state.safetensors"
-    return int(load_state(path).meta["step"]) if path.exists() else 0
+    return load_state(run).step if path.exists() else 0
 
 
 def kill_at(proc: subprocess.Popen[bytes], run: Path, mode: str, rng: random.Random, startup_s: float) -> bool:

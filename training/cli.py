@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         print(config.to_json())
         return 0
     from training.distributed import init_distributed, shutdown  # heavy imports only when training
-    from training.trainer import train
+    from training.loop import train
 
     try:
         info, device = init_distributed(config.device)

@@ -45,7 +45,7 @@ class TrainConfig:
     amp: bool = False  # bf16 autocast, CUDA only
     compile: bool = False
     channels_last: bool = False
-    ema_decay: float = 0.999  # per step, ramped up over the first steps (see loop.ema_beta)
+    ema_decay: float = 0.999  # per step, ramped up over the first steps (see steps.ema_beta)
     log_every: int = 50
     sample_every: int = 500
     checkpoint_every: int = 1000

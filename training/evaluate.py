@@ -87,12 +87,8 @@ def run_generators(run_dir: Path) -> dict[str, Callable[[Evaluator], SWDResult]]
     """The final EMA and raw generators of a run in the modes the quality table compares."""
     from training.state import load_state  # the training state's one owner
 
-    state = load_state(run_dir / "state.safetensors")
-    nets = {}
-    for name, prefix in (("ema", "G_ema"), ("raw", "G")):
-        generator = Generator(state.config.model)
-        generator.load_state_dict(state.module_state(prefix))
-        nets[name] = generator.eval().requires_grad_(False)
+    state = load_state(run_dir)
+    nets = {name: state.generator(ema=name == "ema").eval().requires_grad_(False) for name in ("ema", "raw")}
     def recalibrated(name: str) -> Generator:
         return recalibrate_bn(copy.deepcopy(nets[name]), state.config.bn_recal_samples)
 

@@ -10,7 +10,6 @@ average over many random latents, in train mode, without gradients, then switch 
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 from pathlib import Path
 
@@ -47,31 +46,22 @@ def recalibrate_bn(generator: Generator, samples: int, batch_size: int = 256, se
     return generator.eval()
 
 
-def export_generator(generator: Generator, paths: list[Path], provenance: Provenance, recal_samples: int) -> Generator:
-    """Recalibrate a copy of ``generator`` and write it as a ``models.checkpoint`` export to each path."""
-    recalibrated = recalibrate_bn(copy.deepcopy(generator), recal_samples)  # deepcopy: no global-RNG draw
-    for path in paths:
-        save_generator(recalibrated, path, provenance)
-    return recalibrated
-
-
 def export_run(run_dir: str | Path, out: str | Path, use_ema: bool = True, recal_samples: int | None = None) -> None:
-    """Export the generator of a run dir's latest training state."""
+    """Export the generator of a run dir's latest training state, BN-recalibrated."""
     from training.state import load_state  # local: keeps ``recalibrate_bn`` importable on its own
 
-    state = load_state(Path(run_dir) / "state.safetensors")
-    prefix = "G_ema." if use_ema else "G."
-    generator = Generator(state.config.model)
-    generator.load_state_dict({k[len(prefix) :]: v for k, v in state.tensors.items() if k.startswith(prefix)})
+    state = load_state(Path(run_dir))
     provenance = Provenance(
         dataset=state.meta["dataset"],
         dataset_hash=state.meta["dataset_hash"],
-        steps=state.meta["step"],
+        steps=state.step,
         ema=use_ema,
         bn_recalibrated=True,
         code_version=code_version(),
+        selection={"max_images": state.config.max_images, "holdout": state.config.holdout},
     )
-    export_generator(generator, [Path(out)], provenance, recal_samples or state.config.bn_recal_samples)
+    generator = recalibrate_bn(state.generator(use_ema), recal_samples or state.config.bn_recal_samples)
+    save_generator(generator, Path(out), provenance)
 
 
 def main(argv: list[str] | None = None) -> int:

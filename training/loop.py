@@ -1,4 +1,4 @@
-"""A training run: data + nets + state + outputs in the run dir. ``train(config)`` is the entry point.
+"""The training loop: data + nets + state + outputs in the run dir. ``train(config)`` is the entry point.
 
 Run dir layout (rank 0 writes everything): ``config.json``, ``log.jsonl``, ``tb/``, ``samples/step-*.png``,
 ``state.safetensors`` (resume state), ``generator.safetensors`` (final export) and ``loss.png``.
@@ -18,16 +18,15 @@ from models.checkpoint import Provenance, code_version, save_generator
 from models.dcgan import Generator
 from models.latent import latents_for_seeds
 from models.sampling import render
-from training import loop
+from training import steps
 from training.config import RESUMABLE_CHANGES, TrainConfig, option
 from training.data import ImageSet, load_holdout, load_images
 from training.distributed import Dist, barrier, gather
 from training.evaluate import Evaluator
 from training.export import recalibrate_bn
 from training.logs import RunLog, plot_losses, truncate_log
-from training.state import TrainState, flatten_optimizer, load_state, restore_rng, rng_tensors, save_state
+from training.state import TrainState, load_state, restore_rng, save_state
 
-STATE_NAME = "state.safetensors"
 EXPORT_NAME = "generator.safetensors"
 GRID_SEEDS = range(64)  # sample grids show the latents of seeds 0..63 (models.latent contract)
 GRID_RECAL_SAMPLES = 1024  # enough for a preview grid (or a progress SWD); the export uses config.bn_recal_samples
@@ -45,15 +44,15 @@ class Trainer:
         self.run_dir = Path(config.out)
         self.data = _load_data(config, info)
         self.images = self.data.images.to(device)  # (N, 3, S, S) uint8; on CUDA the whole set lives on the GPU
-        self.order = loop.DataOrder(len(self.images), config.batch_size, config.seed, info)
+        self.order = steps.DataOrder(len(self.images), config.batch_size, config.seed, info)
         self.total = config.steps or (config.epochs or 5) * self.order.steps_per_epoch
-        self.nets = loop.build_nets(config, device, info)
+        self.nets = steps.build_nets(config, device, info)
         self.loop_rng = torch.Generator().manual_seed(config.seed + 7919 * info.rank)  # latents and flips
-        self.amp = loop.autocast(config, device)
+        self.amp = steps.autocast(config, device)
         self.step = 0
         self.evaluator: Evaluator | None = None
         if config.resume:
-            self._resume(load_state(self.run_dir / STATE_NAME))
+            self._resume(load_state(self.run_dir))
         if info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.json").write_text(config.to_json() + "\n")
@@ -83,13 +82,10 @@ class Trainer:
                     f"--resume: {option(f.name)} is {getattr(self.config, f.name)!r} but the run in "
                     f"{self.run_dir} used {getattr(state.config, f.name)!r}"
                 )
-        for name in ("G", "D", "G_ema"):
-            getattr(self.nets, name).load_state_dict(state.module_state(name))
-        self.nets.opt_G.load_state_dict(state.optimizer_state("opt_G"))
-        self.nets.opt_D.load_state_dict(state.optimizer_state("opt_D"))
+        state.restore(self.nets)
         if not restore_rng(state, self.loop_rng, self.info.rank):
-            self.loop_rng.manual_seed(self.config.seed + 7919 * self.info.rank + 104729 * int(state.meta["step"]))
-        self.step = int(state.meta["step"])
+            self.loop_rng.manual_seed(self.config.seed + 7919 * self.info.rank + 104729 * state.step)
+        self.step = state.step
         if self.info.is_main:
             truncate_log(self.run_dir, self.step)
 
@@ -100,12 +96,12 @@ class Trainer:
         idx = self.order.indices(self.step).to(self.device)
         flip = torch.rand(idx.numel(), generator=self.loop_rng) < 0.5  # (B,) random horizontal flip
         z = torch.randn(idx.numel(), cfg.nz, generator=self.loop_rng).to(self.device)  # (B, nz)
-        real = loop.real_batch(self.images, idx, flip.to(self.device))  # (B, 3, S, S)
+        real = steps.real_batch(self.images, idx, flip.to(self.device))  # (B, 3, S, S)
         if cfg.channels_last:
             real = real.contiguous(memory_format=torch.channels_last)
-        loss_d, d_x, d_g_z1, fake = loop.d_step(nets, real, z, self.amp)  # (1) update D
-        loss_g, d_g_z2 = loop.g_step(nets, fake, self.amp)  # (2) update G
-        loop.ema_update(nets.G_ema, nets.G, loop.ema_beta(cfg.ema_decay, self.step))  # EMA
+        loss_d, d_x, d_g_z1, fake = steps.d_step(nets, real, z, self.amp)  # (1) update D
+        loss_g, d_g_z2 = steps.g_step(nets, fake, self.amp)  # (2) update G
+        steps.ema_update(nets.G_ema, nets.G, steps.ema_beta(cfg.ema_decay, self.step))  # EMA
         self.step += 1
         return {"loss_d": loss_d, "loss_g": loss_g, "d_x": d_x, "d_g_z1": d_g_z1, "d_g_z2": d_g_z2}
 
@@ -176,13 +172,6 @@ class Trainer:
         loop_states = gather(self.loop_rng.get_state(), self.info, self.device)
         if not self.info.is_main:
             return
-        nets = self.nets
-        tensors = {
-            f"{name}.{k}": v for name in ("G", "D", "G_ema") for k, v in getattr(nets, name).state_dict().items()
-        }
-        tensors |= flatten_optimizer("opt_G", nets.opt_G.state_dict())
-        tensors |= flatten_optimizer("opt_D", nets.opt_D.state_dict())
-        tensors |= rng_tensors(loop_states)
         epoch, position = self.order.position(self.step)
         meta = {
             "step": self.step,
@@ -190,12 +179,8 @@ class Trainer:
             "position": position,
             "dataset": self.data.name,
             "dataset_hash": self.data.content_hash,
-            "param_groups": {
-                "opt_G": nets.opt_G.state_dict()["param_groups"],
-                "opt_D": nets.opt_D.state_dict()["param_groups"],
-            },
         }
-        save_state(self.run_dir / STATE_NAME, self.config, meta, tensors)
+        save_state(self.run_dir, self.config, self.nets, loop_states, meta)
 
     def finish(self) -> None:
         """Export the BN-recalibrated EMA generator (with its SWD), draw loss.png, release the workers."""

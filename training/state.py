@@ -1,17 +1,15 @@
-"""The full training state: one ``.safetensors`` file, written atomically, loaded without pickle.
+"""The full training state: ``<run>/state.safetensors``, its one owner. Written atomically, loaded without pickle.
 
 Tensors: ``G.*``, ``D.*``, ``G_ema.*`` (state_dicts), ``opt_G.<param>.<key>`` and ``opt_D.…`` (Adam
 moments and step counters), ``rng.loop.<rank>`` / ``rng.torch`` / ``rng.cuda.<i>`` (RNG states as uint8
 tensors). Metadata ``meta`` (JSON): format + version, the TrainConfig, step, epoch, position in the
 epoch's data order, dataset name/hash and the optimizers' param_groups. This file is for
-``--resume`` and ``training.export``; the service reads only generator exports (models.checkpoint).
+``--resume``, ``training.export`` and ``training.evaluate``; the service reads only generator exports.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +18,16 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from models.atomic import atomic_write
+from models.dcgan import Generator
 from training.config import TrainConfig
+from training.steps import Nets
 
+STATE_NAME = "state.safetensors"
 FORMAT_NAME = "dcgan-faces/train-state"
 FORMAT_VERSION = 1
+NETS = ("G", "D", "G_ema")
+OPTIMIZERS = ("opt_G", "opt_D")
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,10 @@ class TrainState:
     config: TrainConfig
     meta: dict[str, Any]  # step, epoch, position, dataset, dataset_hash, optimizer param_groups
     tensors: dict[str, torch.Tensor]
+
+    @property
+    def step(self) -> int:
+        return int(self.meta["step"])
 
     def module_state(self, prefix: str) -> dict[str, torch.Tensor]:
         """``G`` / ``D`` / ``G_ema`` state_dict."""
@@ -45,8 +53,21 @@ class TrainState:
                 state.setdefault(int(index), {})[name] = value
         return {"state": state, "param_groups": self.meta["param_groups"][prefix]}
 
+    def generator(self, ema: bool = True) -> Generator:
+        """The EMA (or raw) generator as saved: train-time BatchNorm statistics, not yet recalibrated."""
+        generator = Generator(self.config.model)
+        generator.load_state_dict(self.module_state("G_ema" if ema else "G"))
+        return generator
 
-def flatten_optimizer(prefix: str, state_dict: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def restore(self, nets: Nets) -> None:
+        """Load the networks and the optimizers (the RNG goes through ``restore_rng``)."""
+        for name in NETS:
+            getattr(nets, name).load_state_dict(self.module_state(name))
+        for name in OPTIMIZERS:
+            getattr(nets, name).load_state_dict(self.optimizer_state(name))
+
+
+def _flatten_optimizer(prefix: str, state_dict: dict[str, Any]) -> dict[str, torch.Tensor]:
     """Adam's per-parameter tensors -> ``{prefix}.{param index}.{exp_avg|exp_avg_sq|step}``."""
     out = {}
     for index, per_param in state_dict["state"].items():
@@ -57,7 +78,7 @@ def flatten_optimizer(prefix: str, state_dict: dict[str, Any]) -> dict[str, torc
     return out
 
 
-def rng_tensors(loop_states: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+def _rng_tensors(loop_states: list[torch.Tensor]) -> dict[str, torch.Tensor]:
     """RNG states to save; ``loop_states`` holds every rank's loop generator state, in rank order."""
     tensors = {f"rng.loop.{rank}": s for rank, s in enumerate(loop_states)}
     tensors["rng.torch"] = torch.get_rng_state()
@@ -80,32 +101,30 @@ def restore_rng(state: TrainState, loop_rng: torch.Generator, rank: int) -> bool
     return key in state.tensors
 
 
-def save_state(path: Path, config: TrainConfig, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-    """Write atomically: temp file in the same folder, fsync, rename. Readers never see half a file."""
+def save_state(
+    run_dir: Path, config: TrainConfig, nets: Nets, loop_states: list[torch.Tensor], meta: dict[str, Any]
+) -> None:
+    """Write ``run_dir/state.safetensors``: the nets, the optimizers, every rank's RNG and ``meta``."""
+    tensors = {f"{name}.{k}": v for name in NETS for k, v in getattr(nets, name).state_dict().items()}
+    param_groups = {}
+    for name in OPTIMIZERS:
+        optimizer = getattr(nets, name).state_dict()
+        tensors |= _flatten_optimizer(name, optimizer)
+        param_groups[name] = optimizer["param_groups"]
+    tensors |= _rng_tensors(loop_states)
     cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "config": config.to_dict(), **meta}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a run killed mid-write: never read, only space
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(cpu, tmp, metadata={"meta": json.dumps(header)})
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "config": config.to_dict()}
+    header |= {**meta, "param_groups": param_groups}
+    atomic_write(run_dir / STATE_NAME, lambda tmp: save_file(cpu, tmp, metadata={"meta": json.dumps(header)}))
 
 
-def load_state(path: Path) -> TrainState:
-    """Read and check a training-state file; ValueError names the file and the problem."""
+def load_state(run_dir: Path) -> TrainState:
+    """Read and check ``run_dir/state.safetensors``; ValueError names the file and the problem."""
+    path = run_dir / STATE_NAME
     if not path.is_file():
         raise ValueError(f"{path}: no training state to resume from (run without --resume first)")
     try:
         tensors = load_file(str(path))
-
         with safe_open(str(path), framework="pt") as f:
             raw_meta = (f.metadata() or {}).get("meta", "{}")
         meta = json.loads(raw_meta)

@@ -1,4 +1,4 @@
-"""The DCGAN training loop: the PyTorch tutorial's algorithm as small, commented step functions.
+"""One DCGAN training step: the PyTorch tutorial's algorithm as small, commented functions (the loop: ``loop.py``).
 
 One step: (1) update D on a real batch and a fake batch (BCE-with-logits, real -> 1, fake -> 0),
 (2) update G with the non-saturating loss (fakes labelled real), then move the EMA generator.

@@ -23,7 +23,7 @@ from training.config import TrainConfig
 from training.data import folder_images
 from training.distributed import Dist
 from training.logs import read_log
-from training.trainer import train
+from training.loop import train
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = {

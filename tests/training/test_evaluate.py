@@ -18,7 +18,7 @@ from training import evaluate, sample
 from training.config import TrainConfig
 from training.distributed import Dist
 from training.logs import read_log
-from training.trainer import train
+from training.loop import train
 
 CPU = torch.device("cpu")
 

@@ -15,7 +15,7 @@ from training import export
 from training.config import TrainConfig
 from training.distributed import Dist
 from training.logs import read_log
-from training.trainer import train
+from training.loop import train
 
 CPU = torch.device("cpu")
 
