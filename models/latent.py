@@ -17,6 +17,9 @@ from collections.abc import Iterable, Sequence
 import torch
 
 SEED_MAX = 2**32 - 1
+# |cos| above this (within 1.8 degrees of parallel or antiparallel): slerp falls back to lerp. In float32
+# arccos near +-1 is only good to ~3e-4 rad, so a sin(omega) threshold cannot tell parallel vectors apart.
+PARALLEL_COS = 0.9995
 _MAX_RESAMPLE_ROUNDS = 1000
 
 
@@ -68,8 +71,8 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor | float, eps: float 
     """Spherical interpolation of direction, linear interpolation of norm.
 
     For a, b of equal norm the norm is preserved along the path (unlike ``lerp``, which
-    passes through low-norm, atypical latents). Near-parallel or zero vectors fall back to
-    ``lerp``, so the result is always finite.
+    passes through low-norm, atypical latents). Zero vectors and (anti)parallel ones (``PARALLEL_COS``)
+    fall back to ``lerp``, so the result is always finite and never depends on rounding noise.
     """
     t = torch.as_tensor(t, dtype=a.dtype)
     if t.dim() == 1 and a.dim() == 1:
@@ -79,10 +82,10 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor | float, eps: float 
         return lerp(a, b, t)
     ua, ub = a / na, b / nb
     cos = (ua * ub).sum(-1, keepdim=True).clamp(-1.0, 1.0)
+    if float(cos.abs().max()) > PARALLEL_COS:  # (anti)parallel: the arc's plane is ill-defined
+        return lerp(a, b, t)
     omega = torch.arccos(cos)
     sin = torch.sin(omega)
-    if float(sin.min()) < eps:  # (anti)parallel: direction is ill-defined, lerp is exact enough
-        return lerp(a, b, t)
     direction = (torch.sin((1 - t) * omega) * ua + torch.sin(t * omega) * ub) / sin
     return direction * ((1 - t) * na + t * nb)
 

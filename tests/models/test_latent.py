@@ -65,11 +65,13 @@ def test_slerp_preserves_norm() -> None:
     assert lerp(a, b, 0.5).norm() < 0.9 * a.norm()  # why slerp: lerp cuts through the low-norm interior
 
 
-def test_slerp_is_stable_for_parallel_and_zero_vectors() -> None:
-    a = latent_for_seed(3, 100)
-    for b in (a.clone(), a * 2, a + 1e-9, -a, torch.zeros(100)):
-        path = slerp(a, b, interpolation_weights(5))
-        assert torch.isfinite(path).all()
+def test_slerp_falls_back_to_lerp_for_parallel_and_zero_vectors() -> None:
+    a, t = latent_for_seed(3, 100), interpolation_weights(5)
+    for b in (a.clone(), a * 2, a + 1e-9, -a, torch.zeros(100)):  # direction ill-defined: the straight line
+        path = slerp(a, b, t)
+        assert torch.isfinite(path).all() and torch.equal(path, lerp(a, b, t))
+    other = latent_for_seed(4, 100)
+    assert not torch.allclose(slerp(a, other, t), lerp(a, other, t))  # a real angle: no fallback
 
 
 def test_arithmetic_is_a_weighted_sum_of_means() -> None:
