@@ -42,7 +42,7 @@ class DrainingServer(uvicorn.Server):
         if self._timer is not None or self.drain_s <= 0:  # second signal (or no drain): shut down now
             super().handle_exit(sig, frame)
             return
-        self.app.state.draining = True  # /readyz -> 503; routes keep serving
+        self.app.state.service.drain()  # /readyz -> 503; routes keep serving
         logging.getLogger("app").info(
             "%s: draining for %.1f s, then shutting down", signal.Signals(sig).name, self.drain_s
         )

@@ -1,46 +1,27 @@
 """uint8 image tensors -> PNG / GIF / WebP bytes, with provenance, deterministically.
 
-Encoding runs off the event loop: in the generator's worker right after the forward for
-single-image PNGs (``responses``), else in a small thread pool (ISA-L and Pillow release the GIL
-while compressing). Bytes are a pure function of the pixels and the text: no timestamps, fixed compression
-settings, text chunks in a fixed (sorted) order.
+Called off the event loop, in the forward's worker right after the forward (``app.outputs``; ISA-L
+and Pillow release the GIL while compressing). Bytes are a pure function of the pixels and the text:
+no timestamps, fixed compression settings, text chunks in a fixed (sorted) order.
 """
 
 from __future__ import annotations
 
-import asyncio
 import io
 import struct
 import zlib
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import ParamSpec, TypeVar
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 from isal import isal_zlib
 from PIL import Image
 
-P = ParamSpec("P")
-T = TypeVar("T")
 GRID_PAD = 2  # pixels between tiles
 SOFTWARE = "dcgan-faces"
 PNG_DEFLATE_LEVEL = 1  # ISA-L level 1: 4.5x faster than zlib level 1 on a face, and 2% smaller (docs/benchmarks)
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_COLOUR = {1: 0, 3: 2}  # channels -> PNG colour type (greyscale, truecolour)
-
-
-class Encoder:
-    """A small thread pool for CPU-bound image encoding."""
-
-    def __init__(self, threads: int) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="encoder")
-
-    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: fn(*args, **kwargs))
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
 
 
 def _pil(image: torch.Tensor | np.ndarray) -> Image.Image:

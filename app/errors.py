@@ -15,11 +15,31 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from app.batcher import ClientGone, DeadlineExceeded, GeneratorFailed, NotRunning, QueueFull
+from app.metrics import Metrics
 from app.schemas import ErrorOut
 
 log = logging.getLogger("app.errors")
 RETRY_AFTER_S = "1"
+
+
+class QueueFull(RuntimeError):
+    """Admitting the request would exceed the queue bound (answer 503 with Retry-After)."""
+
+
+class DeadlineExceeded(RuntimeError):
+    """The request's deadline passed before its rows were computed (answer 504)."""
+
+
+class ClientGone(RuntimeError):
+    """The client disconnected while queued; its rows were never computed (answer 499)."""
+
+
+class NotRunning(RuntimeError):
+    """The batcher is not started or is stopping (answer 503)."""
+
+
+class GeneratorFailed(RuntimeError):
+    """The forward of the batch this request was in failed (answer 500; the input did not cause it)."""
 
 
 def invalid(loc: tuple[str | int, ...], msg: str) -> RequestValidationError:
@@ -48,12 +68,12 @@ GENERATION_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def install(app: FastAPI, metrics_invalid: Any) -> None:
-    """Register the handlers; ``metrics_invalid`` is the ``rejections{reason=invalid}`` child counter."""
+def install(app: FastAPI, metrics: Metrics) -> None:
+    """Register the handlers; 422s are counted as ``rejections{reason=invalid}``."""
 
     async def validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        metrics_invalid.inc()
+        metrics.rejected("invalid")
         errors = [
             {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
             for e in exc.errors()

@@ -1,13 +1,17 @@
-"""Validated request input -> latent rows (N, nz), checking the limits that depend on the settings
-or on the model (n, steps, latent length), with 422s that name the field.
+"""Validated request bodies -> latent rows (N, nz), one row per image the request renders.
 
-Seeds go through ``models.latent`` only, so an image is a pure function of (model, seed, truncation).
+Checks the limits that depend on the settings or on the model (n, steps, latent length) with 422s
+that name the field. Seeds go through ``models.latent`` only, so an image is a pure function of
+(model, seed, truncation).
 """
 
 from __future__ import annotations
 
+import itertools
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import torch
 
@@ -16,6 +20,7 @@ from app.schemas import ArithmeticBody, GenerateBody, InterpolateBody
 from models.latent import SEED_MAX, arithmetic, interpolation_weights, latents_for_seeds, lerp, slerp
 
 DEFAULT_N = 16
+T = TypeVar("T")
 
 
 def latent_rows(latents: list[list[float]], nz: int, loc: tuple[str | int, ...]) -> torch.Tensor:
@@ -77,12 +82,39 @@ def interpolation_rows(body: InterpolateBody, nz: int, max_steps: int) -> tuple[
 
 
 @dataclass(frozen=True)
+class ArithmeticParts(Generic[T]):
+    """Per-row items (images, PNGs) of an /arithmetic render, by role."""
+
+    exemplars: list[Sequence[T]]  # one sequence per term
+    means: Sequence[T]  # one per term
+    result: T
+    neighbours: Sequence[T]
+
+
+@dataclass(frozen=True)
 class ArithmeticPlan:
-    """Row layout of an /arithmetic render: exemplars of every term, their means, the result, its neighbours."""
+    """The rows of an /arithmetic render, and their roles: every term's exemplars, the terms' means, the
+    result, its jittered neighbours. The one place that knows this order builds it and splits it."""
 
     z: torch.Tensor  # (sum(k_i) + terms + 1 + neighbours, nz)
-    exemplar_counts: list[int]
+    exemplar_counts: tuple[int, ...]
     neighbours: int
+
+    def _starts(self) -> list[int]:
+        return [sum(self.exemplar_counts[:i]) for i in range(len(self.exemplar_counts) + 1)]
+
+    def split(self, items: Sequence[T]) -> ArithmeticParts[T]:
+        starts, terms = self._starts(), len(self.exemplar_counts)
+        k = starts[-1]
+        exemplars = [items[a:b] for a, b in itertools.pairwise(starts)]
+        return ArithmeticParts(exemplars, items[k : k + terms], items[k + terms], items[k + terms + 1 :])
+
+    def layout(self) -> list[list[int | None]]:
+        """Row indices laid out as the paper's figure: a row of exemplars per term, a row of their means,
+        then the result followed by its neighbours."""
+        parts = self.split(range(self.z.shape[0]))
+        rows: list[list[int | None]] = [list(e) for e in parts.exemplars]
+        return [*rows, list(parts.means), [parts.result, *parts.neighbours]]
 
 
 def arithmetic_rows(body: ArithmeticBody, nz: int, max_images: int) -> ArithmeticPlan:
@@ -101,4 +133,4 @@ def arithmetic_rows(body: ArithmeticBody, nz: int, max_images: int) -> Arithmeti
     noise = torch.randn(body.neighbours, nz, generator=torch.Generator("cpu").manual_seed(body.seed))
     neighbours = result + body.jitter * noise  # (K, nz)
     z = torch.cat([*exemplars, means, result[None], neighbours])
-    return ArithmeticPlan(z, [e.shape[0] for e in exemplars], body.neighbours)
+    return ArithmeticPlan(z, tuple(e.shape[0] for e in exemplars), body.neighbours)

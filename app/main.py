@@ -47,10 +47,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_size=settings.max_body_bytes,  # 413 with or without Content-Length, chunked bodies included
         telemetry=None if settings.opentelemetry else _NO_TELEMETRY,
     )
-    app.state.service = service
-    app.state.draining = False  # set by `python -m app` on SIGTERM: /readyz turns 503, requests are still served
+    app.state.service = service  # `python -m app` calls service.drain() on SIGTERM
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
-    errors.install(app, metrics.rejections.labels("invalid"))
+    errors.install(app, metrics)
     for module in (generate, interpolate, arithmetic, latents, probes):
         app.include_router(module.router)
     docs.install(app)

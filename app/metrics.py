@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from models import ExportInfo
+
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 _FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 REJECTION_REASONS = ("queue_full", "deadline", "disconnected", "invalid")
@@ -63,8 +65,6 @@ class Metrics:
         )
         self.queue_depth = QueueDepth(r)
         self.rejections = Counter("dcgan_rejections", "Requests refused, by reason", ["reason"], registry=r)
-        for reason in REJECTION_REASONS:
-            self.rejections.labels(reason)  # export zeros so dashboards see every series from the start
         self.model_info = Gauge(
             "dcgan_model_info",
             "The served generator (value is always 1)",
@@ -84,9 +84,35 @@ class Metrics:
             buckets=_FAST_BUCKETS,
             registry=r,
         )
+        # every reason's series exists from the start (zeros), so dashboards see them before the first refusal
+        self._rejected = {reason: self.rejections.labels(reason) for reason in REJECTION_REASONS}
         self.in_flight = Gauge(
             "dcgan_http_requests_in_flight", "HTTP requests being handled now (the autoscaling signal)", registry=r
         )
+
+
+    def describe_model(self, info: ExportInfo, device: object, dtype: object) -> None:
+        """``dcgan_model_info``: the served export, its size, device and dtype, as labels of a constant 1."""
+        config = info.config
+        dtype_name = str(dtype).removeprefix("torch.")
+        self.model_info.labels(
+            info.model_id, info.sha256, str(config.image_size), str(config.nz), str(device), dtype_name
+        ).set(1)
+
+    def rejected(self, reason: str) -> None:
+        """Count a request refused for ``reason`` (one of REJECTION_REASONS)."""
+        self._rejected[reason].inc()
+
+    def batch_started(self, rows: int, waits_s: list[float]) -> None:
+        """A batch of ``rows`` latent rows from ``len(waits_s)`` requests goes to a forward."""
+        for wait in waits_s:
+            self.queue_wait.observe(wait)
+        self.batch_images.observe(rows)
+        self.batch_requests.observe(len(waits_s))
+
+    def forward_done(self, rows: int, seconds: float) -> None:
+        self.forward_seconds.observe(seconds)
+        self.images_generated.inc(rows)
 
 
 def _route_template(scope: Scope, path: str, root_path: str) -> str:

@@ -1,14 +1,14 @@
 """Request and response bodies. Every body forbids unknown fields, is strict about JSON types (no "1"
 for 1, no false for 0.0) and bounds every number, so bad input is a 422 whose ``loc`` names the
 field. Limits that depend on the settings or the model (n, steps, latent length) are checked in
-``app.inputs`` with the same error shape.
+``app.latent_rows`` with the same error shape.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from models.latent import SEED_MAX
 
@@ -17,6 +17,14 @@ HARD_MAX_ROWS = 1024  # parse-time cap on list lengths; the configured caps (set
 MAX_TERMS = 8
 MAX_EXEMPLARS = 8
 MAX_NEIGHBOURS = 16
+T = TypeVar("T")
+
+# For OpenAPI: the media types a route can answer 200 with.
+PNG_OR_JSON: dict[str, Any] = {"content": {"image/png": {}}, "description": "PNG grid, or JSON with format=json"}
+IMAGE_OR_JSON: dict[str, Any] = {
+    "content": {"image/png": {}, "image/gif": {}, "image/webp": {}},
+    "description": "PNG strip, animated GIF/WebP, or JSON with format=json",
+}
 
 Seed = Annotated[int, Field(strict=True, ge=0, le=SEED_MAX, description=f"0..{SEED_MAX}")]
 LatentValue = Annotated[float, Field(strict=True, ge=-LATENT_ABS_MAX, le=LATENT_ABS_MAX, allow_inf_nan=False)]
@@ -30,19 +38,27 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _exactly_one(info: ValidationInfo, first: str, value: T, second: str) -> T:
+    """A field validator on ``second`` (declared after ``first``, ``validate_default=True``): exactly one of the
+    two is given, and the 422's ``loc`` names ``second``. A ``first`` that failed its own validation is
+    absent from ``info.data``: its own error says enough."""
+    if first in info.data and (info.data[first] is None) == (value is None):
+        raise ValueError(f"give exactly one of {first} or {second}")
+    return value
+
+
 class GenerateBody(_Body):
     """Explicit seeds or raw latents instead of ``?seed=``; give exactly one of the two."""
 
     seeds: list[Seed] | None = Field(default=None, min_length=1, max_length=HARD_MAX_ROWS)
-    latents: list[Latent] | None = Field(default=None, min_length=1, max_length=HARD_MAX_ROWS)
+    latents: list[Latent] | None = Field(default=None, min_length=1, max_length=HARD_MAX_ROWS, validate_default=True)
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"seeds": [1, 2, 3, 42]}]})
 
-    @model_validator(mode="after")
-    def _one_source(self) -> GenerateBody:
-        if (self.seeds is None) == (self.latents is None):
-            raise ValueError("give exactly one of seeds or latents")
-        return self
+    @field_validator("latents")
+    @classmethod
+    def _one_source(cls, latents: list[list[float]] | None, info: ValidationInfo) -> list[list[float]] | None:
+        return _exactly_one(info, "seeds", latents, "latents")
 
 
 class InterpolateBody(_Body):
@@ -50,8 +66,8 @@ class InterpolateBody(_Body):
 
     seed_a: Seed | None = None
     seed_b: Seed | None = None
-    latent_a: Latent | None = None
-    latent_b: Latent | None = None
+    latent_a: Latent | None = Field(default=None, validate_default=True)
+    latent_b: Latent | None = Field(default=None, validate_default=True)
     steps: int = Field(default=8, strict=True, ge=2, le=256, description="frames, endpoints included")
     method: Literal["slerp", "lerp"] = "slerp"
     format: Literal["strip", "gif", "webp", "json"] = "strip"
@@ -62,12 +78,11 @@ class InterpolateBody(_Body):
         extra="forbid", json_schema_extra={"examples": [{"seed_a": 1, "seed_b": 2, "steps": 8, "method": "slerp"}]}
     )
 
-    @model_validator(mode="after")
-    def _one_source_per_end(self) -> InterpolateBody:
-        for end in ("a", "b"):
-            if (getattr(self, f"seed_{end}") is None) == (getattr(self, f"latent_{end}") is None):
-                raise ValueError(f"give exactly one of seed_{end} or latent_{end}")
-        return self
+    @field_validator("latent_a", "latent_b")
+    @classmethod
+    def _one_source_per_end(cls, latent: list[float] | None, info: ValidationInfo) -> list[float] | None:
+        end = str(info.field_name)[-1]
+        return _exactly_one(info, f"seed_{end}", latent, f"latent_{end}")
 
 
 class Term(_Body):
@@ -76,13 +91,12 @@ class Term(_Body):
     name: str = Field(min_length=1, max_length=64, description="label, e.g. 'smiling woman'")
     weight: float = Field(strict=True, ge=-10.0, le=10.0, allow_inf_nan=False)
     seeds: list[Seed] | None = Field(default=None, min_length=1, max_length=MAX_EXEMPLARS)
-    latents: list[Latent] | None = Field(default=None, min_length=1, max_length=MAX_EXEMPLARS)
+    latents: list[Latent] | None = Field(default=None, min_length=1, max_length=MAX_EXEMPLARS, validate_default=True)
 
-    @model_validator(mode="after")
-    def _one_source(self) -> Term:
-        if (self.seeds is None) == (self.latents is None):
-            raise ValueError(f"term {self.name!r}: give exactly one of seeds or latents")
-        return self
+    @field_validator("latents")
+    @classmethod
+    def _one_source(cls, latents: list[list[float]] | None, info: ValidationInfo) -> list[list[float]] | None:
+        return _exactly_one(info, "seeds", latents, "latents")
 
 
 class ArithmeticBody(_Body):

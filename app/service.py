@@ -1,128 +1,154 @@
-"""What the lifespan owns: the engine, the batcher and the encoder pool, and whether they are ready.
+"""The service: what the lifespan owns (engine, forward pool, batcher), its state, and one method per operation.
 
-Built (cheaply) in ``create_app``; ``start()`` loads, warms up and starts the batcher, after which
-``ready`` is true and ``/readyz`` answers 200; ``stop()`` drains in reverse.
+A request goes one way: route -> ``latent_rows`` -> ``await service.<op>(...)`` -> response. Each
+operation names what the worker must make of its images (an ``app.outputs`` value), submits the
+rows to the batcher under the request's deadline, and returns the encoded result.
+
+State: starting -> ready -> draining (after SIGTERM: /readyz 503, requests still served) -> stopping.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
-from collections.abc import Callable
-from functools import partial
-from typing import Any, TypeVar, overload
+from typing import Any, Literal
 
 import torch
 from starlette.requests import Request
 
-from app.batcher import DeadlineExceeded, MicroBatcher, NotRunning
+from app.batcher import Batcher
 from app.engine import Engine, forward_workers, torch_threads
-from app.imaging import Encoder
+from app.errors import DeadlineExceeded, NotRunning
+from app.forward_pool import ForwardPool
+from app.latent_rows import ArithmeticPlan
 from app.metrics import ARRIVED, Metrics
+from app.outputs import Animation, Figure, Grid, Output, Pngs, png_text
+from app.policy import BatchPolicy
+from app.schemas import ArithmeticBody, InterpolateBody
 from app.settings import Settings
+from models import ExportInfo
 from models.sampling import PAD_MULTIPLE
 
 log = logging.getLogger("app.service")
-R = TypeVar("R")
+State = Literal["starting", "ready", "draining", "stopping"]
+
+
+def _truncation(value: float | None) -> str:
+    return "none" if value is None else repr(value)
 
 
 class Service:
     """The loaded model and its request machinery; one per app."""
 
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
-        self.settings = settings
-        self.metrics = metrics
+        self.settings, self.metrics = settings, metrics
+        self.state: State = "starting"
         self._engine: Engine | None = None
-        self._batcher: MicroBatcher | None = None
-        self._encoder: Encoder | None = None
-        self.state = "starting"  # starting -> ready -> stopping
+        self._pool: ForwardPool | None = None
+        self._batcher: Batcher | None = None
 
     @property
-    def ready(self) -> bool:
-        return self.state == "ready" and self._batcher is not None and self._batcher.running
+    def accepting(self) -> bool:
+        """Requests are served: ready, or draining (a load balancer is still moving traffic away)."""
+        return self.state in ("ready", "draining") and self._batcher is not None and self._batcher.running
 
     @property
     def engine(self) -> Engine:
-        if self._engine is None or not self.ready:
+        if self._engine is None:
             raise NotRunning(f"the service is {self.state}")
         return self._engine
 
     @property
-    def encoder(self) -> Encoder:
-        if self._encoder is None:
-            raise NotRunning(f"the service is {self.state}")
-        return self._encoder
+    def info(self) -> ExportInfo:
+        return self.engine.info
 
     async def start(self) -> None:
         s = self.settings
         engine = await asyncio.to_thread(Engine.load, str(s.checkpoint), s.device)
+        cpu = engine.device.type == "cpu"
         workers = forward_workers(s.forward_workers, engine.device)
         torch.set_num_threads(torch_threads(s.torch_threads, engine.device, workers))
-        engine.chunk_rows = s.cpu_chunk_rows if engine.device.type == "cpu" else None
-        self.metrics.model_info.labels(
-            engine.info.model_id,
-            engine.info.sha256,
-            str(engine.image_size),
-            str(engine.nz),
-            str(engine.device),
-            str(engine.dtype).removeprefix("torch."),
-        ).set(1)
-        self._engine = engine
-        self._encoder = Encoder(s.encoder_threads)
-        cpu = engine.device.type == "cpu"
-        self._batcher = MicroBatcher(
-            engine.forward,
-            self.metrics,
-            max_batch_rows=s.max_batch_images,
+        engine.chunk_rows = s.cpu_chunk_rows if cpu else None
+        self.metrics.describe_model(engine.info, engine.device, engine.dtype)
+        self._engine, self._pool = engine, ForwardPool(engine, workers, self.metrics)
+        seconds = await self._pool.warm_up(s.max_batch_images)  # before ready: no request meets a cold thread
+        policy = BatchPolicy(
+            max_rows=s.max_batch_images,
             max_wait_s=s.max_wait_ms / 1000,
-            max_queued_rows=s.max_queued_images,
-            batching=s.batching,
-            workers=workers,
             row_multiple=PAD_MULTIPLE if cpu else 1,
             enough_rows=PAD_MULTIPLE if cpu else None,  # a CPU forward costs the same per image from 8 rows up
         )
-        await self._batcher.start()
-        # every worker thread warms up (per-thread scratch and allocator arenas), before /readyz says ready
-        seconds = max(await self._batcher.on_each_worker(partial(engine.warm_up, s.max_batch_images)))
+        self._batcher = Batcher(
+            self._pool.compute, policy, self.metrics, max_queued_rows=s.max_queued_images, concurrency=workers
+        )
+        self._batcher.start()
         log.info(
             "loaded %s (%s) on %s; warm-up %.2f s; %d forward worker(s) of %d torch thread(s)",
             *(engine.info.model_id, engine.info.config, engine.device, seconds, workers, torch.get_num_threads()),
         )
         self.state = "ready"
 
+    def drain(self) -> None:
+        """SIGTERM: /readyz turns 503 so traffic moves away; requests are still served."""
+        if self.state == "ready":
+            self.state = "draining"
+
     async def stop(self) -> None:
         self.state = "stopping"
         if self._batcher is not None:
             await self._batcher.stop()
-        if self._encoder is not None:
-            self._encoder.close()
+        if self._pool is not None:
+            await asyncio.to_thread(self._pool.close)  # waits for a forward still running
 
-    @overload
-    async def render(self, z: torch.Tensor, request: Request | None = None) -> torch.Tensor: ...
+    async def generate(
+        self, seeds: list[int] | None, z: torch.Tensor, truncation: float | None, fmt: str, request: Request
+    ) -> bytes | list[str]:
+        """A PNG grid of the rows' faces, or one base64 PNG each (``json``)."""
+        labels = [str(s) for s in seeds] if seeds is not None else ["client-latent"] * z.shape[0]
+        trunc = _truncation(truncation)
+        output: Output
+        if fmt == "grid":
+            output = Grid(png_text(self.info, "generate", seeds=",".join(labels), truncation=trunc, n=len(labels)))
+        else:
+            output = Pngs([png_text(self.info, "generate", seed=s, truncation=trunc) for s in labels])
+        return await self._submit(z, output, request)
 
-    @overload
-    async def render(self, z: torch.Tensor, request: Request | None, finish: Callable[[torch.Tensor], R]) -> R: ...
+    async def interpolate(
+        self, t: torch.Tensor, z: torch.Tensor, body: InterpolateBody, request: Request
+    ) -> bytes | list[str]:
+        """Frames along a path: a PNG strip, an animation, or one base64 PNG per frame (``json``)."""
+        params = body.model_dump(exclude={"latent_a", "latent_b", "format"}, exclude_none=True)
+        text = png_text(self.info, "interpolate", **params)
+        output: Output
+        if body.format == "strip":
+            output = Grid(text, cols=body.steps)
+        elif body.format == "json":
+            output = Pngs([{**text, "dcgan:t": repr(float(w))} for w in t])
+        else:
+            output = Animation(body.format, body.frame_ms, json.dumps(text, sort_keys=True))
+        return await self._submit(z, output, request)
 
-    async def render(
-        self, z: torch.Tensor, request: Request | None = None, finish: Callable[[torch.Tensor], Any] | None = None
-    ) -> Any:
-        """Latents (N, nz) -> images (N, H, W, C) uint8 through the shared batcher, under the request deadline;
-        or ``finish(images)``, computed in the generator's worker right after the forward (PNG encoding)."""
-        if self._batcher is None or not self.ready:
+    async def arithmetic(self, plan: ArithmeticPlan, body: ArithmeticBody, request: Request) -> bytes | list[str]:
+        """The paper's figure as one PNG, or every row's base64 PNG (``json``, split with ``plan.split``)."""
+        params = {"terms": [[t.name, t.weight] for t in body.terms], "seed": body.seed, "jitter": body.jitter}
+        text = png_text(self.info, "arithmetic", **params)
+        output = Figure(plan.layout(), text) if body.format == "grid" else Pngs([text] * plan.z.shape[0])
+        return await self._submit(plan.z, output, request)
+
+    async def _submit(self, z: torch.Tensor, output: Output, request: Request) -> Any:
+        if self._batcher is None or not self.accepting:
             raise NotRunning(f"the service is {self.state}")
-        check = request.is_disconnected if request is not None else None
         timeout_s = self._time_left(request)
-        if finish is None:
-            return await self._batcher.submit(z, timeout_s=timeout_s, is_disconnected=check)
-        return await self._batcher.submit(z, timeout_s=timeout_s, is_disconnected=check, finish=finish)
+        return await self._batcher.submit(z, output, timeout_s=timeout_s, is_disconnected=request.is_disconnected)
 
-    def _time_left(self, request: Request | None) -> float:
+    def _time_left(self, request: Request) -> float:
         """The deadline counts from the request's arrival, not from ``submit``: under overload a request can
         wait in the event loop before it reaches the batcher, and that wait is part of its latency."""
-        arrived = getattr(request.state, ARRIVED, None) if request is not None else None
+        arrived = getattr(request.state, ARRIVED, None)
         left = self.settings.request_timeout_s - (time.monotonic() - arrived if arrived is not None else 0.0)
         if left <= 0:
-            self.metrics.rejections.labels("deadline").inc()
+            self.metrics.rejected("deadline")
             raise DeadlineExceeded(f"the {self.settings.request_timeout_s:g} s deadline passed before queueing")
         return left

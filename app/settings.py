@@ -33,13 +33,11 @@ class Settings(BaseSettings):
     cpu_chunk_rows: int = Field(
         default=64, ge=8, le=4096, multiple_of=8, description="on CPU, rows per forward call within a batch"
     )
-    batching: bool = Field(default=True, description="false: one forward per request (benchmark baseline only)")
     max_wait_ms: float = Field(default=5.0, ge=0, le=1000, description="how long the batcher waits to fill a batch")
     max_queued_images: int = Field(default=2048, ge=1, le=1_000_000, description="queued rows before 503 queue_full")
     request_timeout_s: float = Field(default=10.0, gt=0, le=600, description="deadline per request; 504 past it")
     max_body_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 30, description="request body cap; 413 above it")
     max_interpolation_steps: int = Field(default=32, ge=2, le=256, description="largest `steps` of /interpolate")
-    encoder_threads: int = Field(default=2, ge=1, le=64, description="threads that encode PNG/GIF/WebP")
     forward_workers: int | None = Field(
         default=None, ge=1, le=64, description="generator forwards at once (None: 2 on a multi-core CPU, 1 on GPU)"
     )
@@ -62,11 +60,13 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _queue_holds_a_request(self) -> Settings:
+    def _a_request_fits(self) -> Settings:
+        """The largest request fits in one forward and in the queue: a request is never split, never stuck."""
         largest = max(self.max_images_per_request, self.max_interpolation_steps)
-        if self.max_queued_images < largest:
-            raise ValueError(
-                f"max_queued_images ({self.max_queued_images}) must be >= the largest request "
-                f"({largest} = max(max_images_per_request, max_interpolation_steps)), or such requests never fit"
-            )
+        for name in ("max_batch_images", "max_queued_images"):
+            if getattr(self, name) < largest:
+                raise ValueError(
+                    f"{name} ({getattr(self, name)}) must be >= the largest request "
+                    f"({largest} = max(max_images_per_request, max_interpolation_steps))"
+                )
         return self

@@ -1,5 +1,5 @@
 """Serving benchmark: the real server (``python -m app`` under uvicorn on 127.0.0.1) driven by closed-loop
-clients at several concurrencies, batched and naive (``DCGAN_BATCHING=false``: one forward per request),
+clients at several concurrencies, batched and naive (``bench/naive_server.py``: one forward per request),
 beside the generator's own forward limit measured in-process (no HTTP, no PNG), in one run.
 
     python -m bench.serve                      # demo checkpoint, CPU, 8 s per level
@@ -37,7 +37,10 @@ from app.settings import DEFAULT_CHECKPOINT
 from bench import loadgen, report
 
 REPO = Path(__file__).resolve().parent.parent
-MODES = {"batched": {}, "naive": {"DCGAN_BATCHING": "false"}}
+MODES: dict[str, list[str] | None] = {  # the server command of each mode (None: ``python -m app``)
+    "batched": None,
+    "naive": [sys.executable, "-m", "bench.naive_server"],
+}
 
 
 @dataclass
@@ -189,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         pool.submit(int).result()  # start the client process now, not inside the first level
         for mode in args.modes:
             rows = []
-            with server(args.checkpoint, args.device, env | MODES[mode], args.server_cpus) as srv:
+            with server(args.checkpoint, args.device, env, args.server_cpus, MODES[mode]) as srv:
                 for workload in args.workloads:
                     for concurrency in args.concurrency:
                         rows.append(run_level(pool, srv, workload, concurrency, args))

@@ -17,6 +17,8 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 
+SMALL_BATCHES = {"max_batch_images": "16", "max_images_per_request": "16", "max_interpolation_steps": "16"}
+
 
 def free_port() -> int:
     with socket.socket() as s:

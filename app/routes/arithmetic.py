@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 
-from app import responses
-from app.deps import AuthorizedService
+from app.deps import ServingService
 from app.errors import GENERATION_ERRORS
-from app.inputs import arithmetic_rows
-from app.schemas import ArithmeticBody, ArithmeticOut
+from app.latent_rows import arithmetic_rows
+from app.schemas import PNG_OR_JSON, ArithmeticBody, ArithmeticOut, TermOut
 
 router = APIRouter(tags=["generate"])
 
@@ -16,16 +16,25 @@ router = APIRouter(tags=["generate"])
 @router.post(
     "/arithmetic",
     response_model=ArithmeticOut,
-    responses={200: responses.PNG_OR_JSON, **GENERATION_ERRORS},
+    responses={200: PNG_OR_JSON, **GENERATION_ERRORS},
     summary="Latent vector arithmetic",
 )
-async def arithmetic(request: Request, body: ArithmeticBody, service: AuthorizedService) -> Response:
+async def arithmetic(request: Request, body: ArithmeticBody, service: ServingService) -> Response:
     """Each term is the mean of its exemplars; the result is sum(weight * mean), shown with jittered neighbours.
 
     The grid is laid out as the paper's figure: a row of exemplars per term, a row of their means,
     then the result followed by its neighbours.
     """
-    engine = service.engine  # 503 while loading or stopping
-    plan = arithmetic_rows(body, engine.nz, service.settings.max_images_per_request)
-    images = await service.render(plan.z, request)  # exemplars, means, result, neighbours
-    return await responses.arithmetic(service.encoder, engine, images, plan, body)
+    plan = arithmetic_rows(body, service.info.config.nz, service.settings.max_images_per_request)
+    result = await service.arithmetic(plan, body, request)
+    if isinstance(result, bytes):  # format=grid
+        return Response(result, media_type="image/png")
+    parts = plan.split(result)
+    terms = [
+        TermOut(name=term.name, weight=term.weight, mean=mean, exemplars=list(exemplars))
+        for term, mean, exemplars in zip(body.terms, parts.means, parts.exemplars, strict=True)
+    ]
+    out = ArithmeticOut(
+        model_id=service.info.model_id, result=parts.result, neighbours=list(parts.neighbours), terms=terms
+    )
+    return JSONResponse(out.model_dump())

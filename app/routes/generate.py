@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
 
-from app import responses
-from app.deps import AuthorizedService
+from app.deps import ServingService
 from app.errors import GENERATION_ERRORS
-from app.inputs import generate_rows
-from app.schemas import HARD_MAX_ROWS, GenerateBody, GenerateOut, Truncation
+from app.latent_rows import generate_rows
+from app.schemas import HARD_MAX_ROWS, PNG_OR_JSON, GenerateBody, GenerateOut, ImageOut, Truncation
 from models.latent import SEED_MAX
 
 router = APIRouter(tags=["generate"])
@@ -19,12 +19,12 @@ router = APIRouter(tags=["generate"])
 @router.post(
     "/generate",
     response_model=GenerateOut,
-    responses={200: responses.PNG_OR_JSON, **GENERATION_ERRORS},
+    responses={200: PNG_OR_JSON, **GENERATION_ERRORS},
     summary="Generate n faces",
 )
 async def generate(
     request: Request,
-    service: AuthorizedService,
+    service: ServingService,
     n: Annotated[int | None, Query(ge=1, le=HARD_MAX_ROWS, description="images (default 16; max per settings)")] = None,
     seed: Annotated[int | None, Query(ge=0, le=SEED_MAX, description="first seed: images are seed..seed+n-1")] = None,
     truncation: Annotated[Truncation | None, Query()] = None,
@@ -32,10 +32,12 @@ async def generate(
     body: GenerateBody | None = None,
 ) -> Response:
     """Without ``seed`` or a body, random seeds are drawn and returned (X-Seeds header or JSON)."""
-    engine, limit = service.engine, service.settings.max_images_per_request  # 503 while loading or stopping
-    seeds, z = generate_rows(n, seed, truncation, body, limit, engine.nz)  # (n, nz)
-    if format == "grid":
-        encode, headers = responses.generate_grid(engine, seeds, truncation, z.shape[0])
-        return responses.png(await service.render(z, request, encode), headers)  # PNG made in the worker
-    images = await service.render(z, request)  # (n, H, W, C) uint8
-    return await responses.generate_json(service.encoder, engine, images, seeds, truncation)
+    limit, nz = service.settings.max_images_per_request, service.info.config.nz
+    seeds, z = generate_rows(n, seed, truncation, body, limit, nz)  # (n, nz)
+    result = await service.generate(seeds, z, truncation, format, request)
+    model_id = service.info.model_id
+    if isinstance(result, bytes):  # format=grid
+        headers = {"X-Model-Id": model_id} | ({"X-Seeds": ",".join(map(str, seeds))} if seeds is not None else {})
+        return Response(result, media_type="image/png", headers=headers)
+    images = [ImageOut(seed=None if seeds is None else seeds[i], png=png) for i, png in enumerate(result)]
+    return JSONResponse(GenerateOut(model_id=model_id, truncation=truncation, images=images).model_dump())

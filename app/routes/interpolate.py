@@ -3,27 +3,29 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 
-from app import responses
-from app.deps import AuthorizedService
+from app.deps import ServingService
 from app.errors import GENERATION_ERRORS
-from app.inputs import interpolation_rows
-from app.schemas import InterpolateBody, InterpolateOut
+from app.latent_rows import interpolation_rows
+from app.schemas import IMAGE_OR_JSON, FrameOut, InterpolateBody, InterpolateOut
 
 router = APIRouter(tags=["generate"])
+MEDIA = {"strip": "image/png", "gif": "image/gif", "webp": "image/webp"}
 
 
 @router.post(
     "/interpolate",
     response_model=InterpolateOut,
-    responses={200: responses.IMAGE_OR_JSON, **GENERATION_ERRORS},
+    responses={200: IMAGE_OR_JSON, **GENERATION_ERRORS},
     summary="Interpolate between two faces",
 )
-async def interpolate(request: Request, body: InterpolateBody, service: AuthorizedService) -> Response:
+async def interpolate(request: Request, body: InterpolateBody, service: ServingService) -> Response:
     """``strip``: one PNG row of frames; ``gif``/``webp``: an animation that plays forward and back, forever."""
-    engine = service.engine  # 503 while loading or stopping
-    t, z = interpolation_rows(body, engine.nz, service.settings.max_interpolation_steps)  # (T,), (T, nz)
-    if body.format == "strip":
-        return responses.png(await service.render(z, request, responses.interpolate_strip(engine, body)))
-    frames = await service.render(z, request)  # (T, H, W, C)
-    return await responses.interpolate(service.encoder, engine, frames, t, body)
+    t, z = interpolation_rows(body, service.info.config.nz, service.settings.max_interpolation_steps)  # (T,), (T, nz)
+    result = await service.interpolate(t, z, body, request)
+    if isinstance(result, bytes):  # strip, gif, webp
+        return Response(result, media_type=MEDIA[body.format])
+    frames = [FrameOut(t=float(w), png=png) for w, png in zip(t, result, strict=True)]
+    out = InterpolateOut(model_id=service.info.model_id, method=body.method, frames=frames)
+    return JSONResponse(out.model_dump())

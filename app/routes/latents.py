@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from app.deps import AuthorizedService
+from app.deps import ServingService
 from app.errors import GENERATION_ERRORS, invalid
 from app.schemas import LatentOut, LatentsOut, Truncation
 from models.latent import SEED_MAX, latents_for_seeds
@@ -31,15 +31,14 @@ _ERRORS: dict[int | str, dict[str, Any]] = {c: GENERATION_ERRORS[c] for c in (40
 
 @router.get("/latents", response_model=LatentsOut, responses=_ERRORS, summary="Latents of seeds")
 async def latents(
-    service: AuthorizedService,
+    service: ServingService,
     seeds: Annotated[
         str, Query(min_length=1, max_length=12 * MAX_SEEDS, description="comma-separated seeds, e.g. 1,2,3")
     ],
     truncation: Annotated[Truncation | None, Query()] = None,
 ) -> LatentsOut:
     """Exactly the vectors /generate uses: posting them back as ``latents`` renders the same images."""
-    engine = service.engine  # 503 while loading or stopping
-    values = parse_seeds(seeds)
-    z = latents_for_seeds(values, engine.nz, truncation)  # (N, nz)
+    values, nz = parse_seeds(seeds), service.info.config.nz
+    z = latents_for_seeds(values, nz, truncation)  # (N, nz)
     items = [LatentOut(seed=s, latent=row.tolist()) for s, row in zip(values, z, strict=True)]
-    return LatentsOut(model_id=engine.info.model_id, nz=engine.nz, truncation=truncation, latents=items)
+    return LatentsOut(model_id=service.info.model_id, nz=nz, truncation=truncation, latents=items)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import PurePath
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.deps import EngineDep, ServiceDep
+from app.deps import AcceptingService, ServiceDep
 from app.errors import GENERATION_ERRORS
 from app.schemas import ModelOut
 
@@ -25,15 +25,15 @@ async def healthz() -> dict[str, str]:
     summary="Readiness: model loaded, warmed up, batcher running",
     responses={503: {"description": "starting (loading, warming up), draining after SIGTERM, or stopping"}},
 )
-async def readyz(request: Request, service: ServiceDep) -> JSONResponse:
-    if service.ready and request.app.state.draining:  # still serving, but take no new traffic
-        return JSONResponse({"status": "draining"}, status_code=503)
-    status = 200 if service.ready else 503
-    return JSONResponse({"status": "ready" if service.ready else service.state}, status_code=status)
+async def readyz(service: ServiceDep) -> JSONResponse:
+    """200 only when ``ready``; ``draining`` still serves requests but asks for no new traffic."""
+    ready = service.state == "ready" and service.accepting
+    return JSONResponse({"status": service.state}, status_code=200 if ready else 503)
 
 
 @router.get("/v1/model", response_model=ModelOut, responses={503: GENERATION_ERRORS[503]}, summary="The served model")
-async def model(service: ServiceDep, engine: EngineDep) -> ModelOut:
+async def model(service: AcceptingService) -> ModelOut:
+    engine = service.engine
     info = engine.info
     return ModelOut(
         model_id=info.model_id,

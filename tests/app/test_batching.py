@@ -80,13 +80,13 @@ async def test_deadline_counts_from_arrival_not_from_queueing(served: Served) ->
     """A request that waited past its deadline before reaching the batcher is 504 and never computed."""
     from starlette.requests import Request
 
-    from app.batcher import DeadlineExceeded
+    from app.errors import DeadlineExceeded
     from app.metrics import ARRIVED
 
     timeout = served.service.settings.request_timeout_s
     stale = Request({"type": "http", "method": "POST", "headers": [], "state": {ARRIVED: time.monotonic() - timeout}})
     before = served.metric("dcgan_images_generated_total")
     with pytest.raises(DeadlineExceeded):
-        await served.service.render(torch.zeros(1, served.service.engine.nz), stale)
+        await served.service.generate([0], torch.zeros(1, served.service.info.config.nz), None, "grid", stale)
     assert served.metric("dcgan_rejections_total", reason="deadline") == 1
     assert served.metric("dcgan_images_generated_total") == before

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from app import imaging
+from app import encoding
 
 
 def decode(data: bytes) -> tuple[np.ndarray, dict[str, str]]:
@@ -24,19 +24,19 @@ def decode(data: bytes) -> tuple[np.ndarray, dict[str, str]]:
 @pytest.mark.parametrize("shape", [(64, 64, 3), (1, 1, 3), (5, 7, 1), (35, 17, 3), (146, 146, 3)])
 def test_png_is_lossless_and_valid(shape: tuple[int, int, int]) -> None:
     pixels = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
-    decoded, text = decode(imaging.png(torch.from_numpy(pixels), {"dcgan:seed": "7"}))
+    decoded, text = decode(encoding.png(torch.from_numpy(pixels), {"dcgan:seed": "7"}))
     assert np.array_equal(decoded.reshape(shape), pixels)
-    assert text == {"Software": imaging.SOFTWARE, "dcgan:seed": "7"}
+    assert text == {"Software": encoding.SOFTWARE, "dcgan:seed": "7"}
 
 
 def test_png_text_non_latin1_goes_to_itxt() -> None:
-    data = imaging.png(np.zeros((2, 2, 3), np.uint8), {"b": "naïve ✓", "a": "plain"})
+    data = encoding.png(np.zeros((2, 2, 3), np.uint8), {"b": "naïve ✓", "a": "plain"})
     assert b"iTXt" in data and b"tEXt" in data
-    assert decode(data)[1] == {"Software": imaging.SOFTWARE, "a": "plain", "b": "naïve ✓"}
+    assert decode(data)[1] == {"Software": encoding.SOFTWARE, "a": "plain", "b": "naïve ✓"}
 
 
 def test_png_bytes_depend_only_on_pixels_and_text() -> None:
     pixels = np.random.default_rng(1).integers(0, 256, (8, 8, 3), dtype=np.uint8)
-    a = imaging.png(pixels, {"x": "1", "y": "2"})
-    assert a == imaging.png(pixels.copy(), {"y": "2", "x": "1"})  # key order does not matter
-    assert a != imaging.png(pixels, {"x": "1", "y": "3"})
+    a = encoding.png(pixels, {"x": "1", "y": "2"})
+    assert a == encoding.png(pixels.copy(), {"y": "2", "x": "1"})  # key order does not matter
+    assert a != encoding.png(pixels, {"x": "1", "y": "3"})

@@ -17,12 +17,12 @@ from PIL import Image
 
 from app.__main__ import main
 from app.settings import Settings
-from tests.live_server import REPO, server_env, start_server
+from tests.live_server import REPO, SMALL_BATCHES, server_env, start_server
 
 
 @pytest.mark.slow
 def test_uvicorn_serves_over_http(checkpoint: Path, tmp_path: Path) -> None:
-    server = start_server(checkpoint, tmp_path / "server.log", max_batch_images="16")
+    server = start_server(checkpoint, tmp_path / "server.log", **SMALL_BATCHES)
     try:
         server.wait_ready()
         r = httpx.post(f"{server.base}/generate", params={"n": 4, "seed": 1}, timeout=10)

@@ -33,7 +33,7 @@ from app.main import create_app
 from app.settings import Settings
 from models import DCGANConfig, Generator, Provenance, init_weights, save_generator
 from tests.conftest import require
-from tests.live_server import free_port, start_server
+from tests.live_server import SMALL_BATCHES, free_port, start_server
 
 from .conftest import REPO
 
@@ -426,7 +426,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     generator.apply(init_weights)
     checkpoint = tmp / "tiny.safetensors"
     save_generator(generator.eval(), checkpoint, Provenance(dataset="synthetic"))
-    server = start_server(checkpoint, tmp / "app.log", max_batch_images="16", torch_threads="1")
+    server = start_server(checkpoint, tmp / "app.log", **SMALL_BATCHES, torch_threads="1")
     try:
         server.wait_ready(timeout=120)
         assert httpx.post(f"{server.base}/generate", params={"n": 2}, timeout=60).status_code == 200

@@ -8,6 +8,7 @@ then must show up in Prometheus's query API as exactly the number of images they
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import signal
 import subprocess
@@ -21,14 +22,17 @@ import pytest
 import torch
 
 from models import DCGANConfig, Generator, Provenance, init_weights, save_generator
-from tests.live_server import free_port, start_server
+from tests.conftest import require
+from tests.live_server import SMALL_BATCHES, free_port, start_server
 
 from .conftest import REPO
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus (Debian package) not installed"),
-]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _prometheus() -> None:
+    require(shutil.which("prometheus") is not None, "needs prometheus (Debian package; .ci/run installs it)")
 QUERY = "dcgan_images_generated_total"
 IMAGE_COUNTS = (3, 5, 8)  # three requests, 16 images
 
@@ -65,7 +69,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     generator.apply(init_weights)
     checkpoint = tmp_path / "tiny.safetensors"
     save_generator(generator.eval(), checkpoint, Provenance(dataset="synthetic"))
-    app = start_server(checkpoint, tmp_path / "app.log", max_batch_images="16", torch_threads="1")
+    app = start_server(checkpoint, tmp_path / "app.log", **SMALL_BATCHES, torch_threads="1")
     try:
         app.wait_ready(timeout=120)
         yield app.base
@@ -135,12 +139,21 @@ def test_prometheus_reads_back_the_images_the_requests_generated(server: str, pr
     assert _total(prometheus) == expected
 
 
-def test_every_grafana_dashboard_query_evaluates(server: str, prometheus: str) -> None:
-    """The provisioned dashboard's PromQL parses and runs against the series our server exports."""
+def test_every_grafana_dashboard_query_returns_data(server: str, prometheus: str) -> None:
+    """The provisioned dashboard's PromQL runs against the series our server exports and, with traffic in
+    the window, every panel query returns at least one series with a finite value."""
     dashboard = json.loads((REPO / "deploy/grafana/dashboards/dcgan-faces.json").read_text())
     _wait_for("Prometheus's first scrape of the server", lambda: _total(prometheus) is not None, 60)
+    before = _total(prometheus) or 0.0
+    for seed in range(12):  # traffic spread over a few scrapes, so every rate() has two samples in its window
+        assert httpx.post(f"{server}/generate", params={"n": 2, "seed": seed}, timeout=60).status_code == 200
+        time.sleep(0.25)
+    _wait_for("Prometheus seeing the traffic", lambda: (_total(prometheus) or 0.0) >= before + 24, 60)
+    time.sleep(1.5)  # one more scrape after the last request
     for panel in dashboard["panels"]:
         for target in panel["targets"]:
             expr = target["expr"].replace("$__rate_interval", "1m")
             answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}).json()
             assert answer["status"] == "success", f"{panel['title']}: {expr}: {answer}"
+            values = [float(series["value"][1]) for series in answer["data"]["result"]]
+            assert values and all(math.isfinite(v) for v in values), f"{panel['title']}: {expr}: no data {answer}"

@@ -11,14 +11,14 @@ import pytest
 
 from tests import live_server
 from tests.app import conftest as app_fixtures
-from tests.live_server import Server
+from tests.live_server import SMALL_BATCHES, Server
 
 checkpoint = app_fixtures.checkpoint  # the tiny 32x32 export, built once per session
 
 
 def start_server(checkpoint: Path, log: Path, *, runner: list[str] | None = None, **settings: str) -> Server:
-    """``live_server.start_server`` with this suite's default of 16-row batches."""
-    return live_server.start_server(checkpoint, log, runner=runner, **({"max_batch_images": "16"} | settings))
+    """``live_server.start_server`` with this suite's default of 16-row batches (so requests of 16 images)."""
+    return live_server.start_server(checkpoint, log, runner=runner, **(SMALL_BATCHES | settings))
 
 
 @pytest.fixture

@@ -8,8 +8,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.batcher import MicroBatcher
+from app.batcher import Batcher
+from app.forward_pool import ForwardPool
 from app.metrics import Metrics
+from app.outputs import Images
+from app.policy import BatchPolicy
 from models.latent import SEED_MAX, arithmetic, latent_for_seed, latents_for_seeds, lerp, slerp
 
 NZ = 16
@@ -77,18 +80,21 @@ def test_a_seeds_latent_is_independent_of_its_batch(batch: list[int], rnd: objec
         assert torch.equal(reordered[shuffled.index(seed)], alone)
 
 
-def _echo(calls: list[int]):  # type: ignore[no-untyped-def]
-    def forward(z: torch.Tensor) -> torch.Tensor:  # image i is the latent row itself
-        calls.append(z.shape[0])
-        return z.clone()
+class _Echo:
+    """A stand-in engine: image i is the latent row itself."""
 
-    return forward
+    def __init__(self, calls: list[int]) -> None:
+        self.calls = calls
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        self.calls.append(z.shape[0])
+        return z.clone()
 
 
 @settings(max_examples=120, deadline=None, derandomize=True, database=None)
 @given(
-    sizes=st.lists(st.integers(1, 20), min_size=1, max_size=12),
-    max_batch=st.integers(1, 9),
+    sizes=st.lists(st.integers(1, 9), min_size=1, max_size=12),
+    max_batch=st.integers(9, 24),
     stagger=st.booleans(),
 )
 def test_batcher_reassembles_any_request_sizes_in_order(sizes: list[int], max_batch: int, stagger: bool) -> None:
@@ -96,21 +102,25 @@ def test_batcher_reassembles_any_request_sizes_in_order(sizes: list[int], max_ba
     calls: list[int] = []
 
     async def scenario() -> list[torch.Tensor]:
-        b = MicroBatcher(_echo(calls), Metrics(), max_batch_rows=max_batch, max_wait_s=0.001, max_queued_rows=1000)
-        await b.start()
+        metrics = Metrics()
+        pool = ForwardPool(_Echo(calls), 2, metrics)  # type: ignore[arg-type]
+        policy = BatchPolicy(max_rows=max_batch, max_wait_s=0.001, row_multiple=8)
+        b = Batcher(pool.compute, policy, metrics, max_queued_rows=1000, concurrency=2)
+        b.start()
         offsets = [sum(sizes[:i]) for i in range(len(sizes))]
 
         async def one(i: int) -> torch.Tensor:
             if stagger:
                 await asyncio.sleep(0.0005 * (i % 3))
             rows = torch.arange(offsets[i], offsets[i] + sizes[i], dtype=torch.float32)[:, None].repeat(1, 3)
-            return await b.submit(rows, timeout_s=10)  # (n, 3)
+            return await b.submit(rows, Images(), timeout_s=10, is_disconnected=None)  # (n, 3)
 
         try:
             return await asyncio.gather(*(one(i) for i in range(len(sizes))))
         finally:
-            assert b.queued_rows == 0
+            assert b._queued_rows == 0
             await b.stop()
+            pool.close()
 
     outs = asyncio.run(scenario())
     start = 0

@@ -1,0 +1,67 @@
+"""The threads that run the generator: a batch's forward, then each request's output, off the event loop.
+
+``workers`` forwards may run at once, each in its own thread: a CPU with two cores runs two one-thread
+forwards side by side instead of one two-thread forward whose OpenMP threads spin (docs/benchmarks).
+Every thread is warmed up before the service says ready, so no request meets a cold one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import torch
+
+from app.engine import Engine
+from app.metrics import Metrics
+from app.outputs import Output
+
+log = logging.getLogger("app.forward_pool")
+WARM_UP_TIMEOUT_S = 120  # a warm-up that has not met every thread by then is stuck
+
+
+class ForwardPool:
+    """``compute(rows, outputs)``: one forward of the batch's rows, then each output on its slice."""
+
+    def __init__(self, engine: Engine, workers: int, metrics: Metrics) -> None:
+        self.engine, self.workers, self._metrics = engine, workers, metrics
+        self._threads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="generator")
+
+    async def warm_up(self, max_batch_rows: int) -> float:
+        """Every thread runs every batch size once (per-thread scratch, allocator arenas, cuDNN plans),
+        all at once: a barrier holds each thread until all have a call. Returns the slowest's seconds."""
+        barrier = threading.Barrier(self.workers)
+
+        def once() -> float:
+            barrier.wait(timeout=WARM_UP_TIMEOUT_S)
+            return self.engine.warm_up(max_batch_rows)
+
+        loop = asyncio.get_running_loop()
+        return max(await asyncio.gather(*(loop.run_in_executor(self._threads, once) for _ in range(self.workers))))
+
+    async def compute(self, rows: torch.Tensor, requests: list[tuple[int, Output]]) -> list[Any]:
+        """(rows, nz) of ``requests`` ((row count, output) each, in row order) -> each one's result or exception."""
+        return await asyncio.get_running_loop().run_in_executor(self._threads, self._work, rows, requests)
+
+    def _work(self, rows: torch.Tensor, requests: list[tuple[int, Output]]) -> list[Any]:
+        start = time.perf_counter()
+        images = self.engine.forward(rows)  # (rows, H, W, C) uint8 on the CPU
+        self._metrics.forward_done(rows.shape[0], time.perf_counter() - start)
+        if images.shape[0] != rows.shape[0]:
+            raise RuntimeError(f"generator returned {images.shape[0]} images for {rows.shape[0]} latent rows")
+        results: list[Any] = []
+        for (n, output), part in zip(requests, images.split([n for n, _ in requests]), strict=True):
+            try:
+                results.append(output.encode(part))
+            except Exception as e:  # this request's output only; the others are fine
+                log.exception("encoding a request's %d images failed", n)
+                results.append(e)
+        return results
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=True)
+
