@@ -7,10 +7,20 @@ PYTEST_ARGS ?=
 
 .PHONY: venv test lint serve train-demo train-demo-lfw bench-serve bench-train compose-smoke clean
 
-$(STAMP): pyproject.toml deploy/constraints.txt
-	test -x $(PY) || python3 -m venv $(VENV)
+PYTHON ?= python3
+CONSTRAINTS := -c deploy/constraints.txt -c deploy/constraints-dev.txt  # the tested versions (the image: the first)
+
+# A venv that cannot be made leaves nothing behind: a half-made .venv would pass `test -x` next time.
+$(STAMP): pyproject.toml deploy/constraints.txt deploy/constraints-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+		echo "make: dcgan-faces needs Python >= 3.11; $(PYTHON) is $$($(PYTHON) --version 2>&1)" >&2; exit 1; }
+	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { \
+		echo "make: $(PYTHON) cannot create virtual environments (no venv/ensurepip module)." >&2; \
+		echo "      On Debian or Ubuntu: apt-get install python3-venv" >&2; exit 1; }
+	@test -x $(PY) && $(PY) -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); } || { \
+		rm -rf $(VENV); echo "make: creating $(VENV) failed (see above); nothing was left behind" >&2; exit 1; }
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]' -c deploy/constraints.txt  # the versions the Docker image installs
+	$(PY) -m pip install -q -e '.[dev]' $(CONSTRAINTS)
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import re
 import sys
-from pathlib import Path
-
 import tomllib
+from pathlib import Path
 
 TORCH = ("torch", "torchvision")
 

@@ -21,7 +21,7 @@ import math
 import os
 import struct
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ class Provenance:
     steps: int = 0
     ema: bool = False
     bn_recalibrated: bool = False
-    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     code_version: str = ""
     selection: dict[str, Any] = field(default_factory=dict)  # max_images, holdout, the files trained on / held out
     quality: dict[str, Any] = field(default_factory=dict)  # e.g. SWD x 10^3 against the held-out images

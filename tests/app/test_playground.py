@@ -20,6 +20,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from models.checkpoint import Provenance, save_generator
 from models.config import DCGANConfig
 from models.dcgan import Generator, init_weights
+from tests.conftest import require
 from tests.live_server import start_server
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -38,9 +39,10 @@ CHROMIUM_ARGS = [
 
 expect.set_options(timeout=15_000)  # the 5 s default is tight for a loaded 2-core CI machine
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install chromium)"
-)
+@pytest.fixture(scope="module", autouse=True)
+def _chromium() -> None:
+    """.ci/run installs Chromium at this same path; without it: skip here, fail under CI=true."""
+    require(CHROMIUM.exists(), f"needs Debian's Chromium at {CHROMIUM} (apt-get install chromium)")
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import pytest
 
 from app.__main__ import DRAIN_S, GRACEFUL_SHUTDOWN_S
 from app.metrics import Metrics
+from tests.conftest import require
 
 from .conftest import REPO, load_yaml, seconds, with_defaults
 
@@ -79,8 +80,8 @@ def test_prometheus_config_scrapes_app_metrics_every_5s() -> None:
     assert job["static_configs"] == [{"targets": ["app:8000"]}]
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package prometheus) not installed")
 def test_promtool_accepts_the_prometheus_config() -> None:
+    require(shutil.which("promtool") is not None, "needs promtool (Debian package prometheus; .ci/run installs it)")
     done = subprocess.run(
         ["promtool", "check", "config", str(REPO / "deploy/prometheus/prometheus.yml")],
         capture_output=True,
@@ -88,6 +89,17 @@ def test_promtool_accepts_the_prometheus_config() -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("files", [["docker-compose.yml"], ["docker-compose.yml", "docker-compose.cpu.yml"]])
+def test_docker_compose_accepts_the_files(files: list[str]) -> None:
+    """docker-compose itself parses, interpolates and validates the stack (no engine needed for ``config``)."""
+    require(shutil.which("docker-compose") is not None, "needs docker-compose (Debian package; .ci/run installs it)")
+    args = ["docker-compose", "--project-directory", str(REPO), *(f for name in files for f in ("-f", name))]
+    done = subprocess.run([*args, "config", "-q"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    services = subprocess.run([*args, "config", "--services"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert {"app", "prometheus"} <= set(services.stdout.split()), services.stdout + services.stderr
 
 
 def test_cpu_override_parks_the_gpu_service_and_runs_a_cpu_twin_named_app() -> None:
