@@ -63,7 +63,8 @@ def test_two_dimensional_shift_averages_the_cosine() -> None:
 
 
 def test_normalise_gives_each_channel_zero_mean_and_unit_std() -> None:
-    d = torch.randn(200, 3, 7, 7, generator=torch.Generator().manual_seed(0)) * torch.tensor([1.0, 5.0, 0.1])[None, :, None, None] + 7.0
+    scale = torch.tensor([1.0, 5.0, 0.1])[None, :, None, None]
+    d = torch.randn(200, 3, 7, 7, generator=torch.Generator().manual_seed(0)) * scale + 7.0
     out = swd.normalise(d).reshape(200, 3, 7, 7)
     assert torch.allclose(out.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-4)  # float32 sums of 9,800 values
     assert torch.allclose(out.std(dim=(0, 2, 3), correction=0), torch.ones(3), atol=1e-4)

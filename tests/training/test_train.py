@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from models import load_generator
 from models.dcgan import Generator
 from tests.training.conftest import write_image
-from training import export
+from training import export, steps
 from training.config import TrainConfig
 from training.distributed import Dist
 from training.logs import read_log
@@ -44,8 +44,16 @@ def test_a_few_real_steps_write_every_output(tiny_config: Callable[..., TrainCon
 
 
 def test_channels_last_trains_and_amp_needs_cuda(tiny_config: Callable[..., TrainConfig]) -> None:
-    train(tiny_config(steps=2, channels_last=True), Dist(), CPU)
+    trainer = train(tiny_config(steps=2, channels_last=True), Dist(), CPU)
     assert all(math.isfinite(r["loss_g"]) for r in steps_logged(Path(tiny_config().out)))
+    cl = torch.channels_last
+    for net in (trainer.nets.G, trainer.nets.D):  # in effect, not only accepted: every conv weight is NHWC
+        convs = [m.weight for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+        assert convs and all(w.is_contiguous(memory_format=cl) and not w.is_contiguous() for w in convs)
+    real = steps.real_batch(trainer.images, torch.arange(4), torch.zeros(4, dtype=torch.bool))
+    fake = trainer.nets.G(torch.randn(4, trainer.config.nz))
+    assert fake.is_contiguous(memory_format=cl) and not fake.is_contiguous()  # activations stay NHWC
+    assert real.contiguous(memory_format=cl).is_contiguous(memory_format=cl)
     with pytest.raises(ValueError, match="--amp"):
         train(tiny_config(steps=2, amp=True), Dist(), CPU)
 
