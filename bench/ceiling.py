@@ -8,6 +8,10 @@ workers, encoders), read from ``/proc/<pid>/task``.
 
     python -m bench.ceiling                          # about 1 min
     python -m bench.ceiling --sleep-ms-per-row 0.8 0.4 0.1 --concurrency 128
+    python -m bench.ceiling --baseline 6605058       # also the code of that commit, in the same run
+
+``--baseline REV`` checks REV out into a temporary git worktree and measures its server first, with
+the same checkpoint, clients and forward, so a change's before/after comes from one run.
 
 Writes ``docs/benchmarks/ceiling-<tag>.json``. See docs/benchmarks/README.md.
 """
@@ -15,11 +19,15 @@ Writes ``docs/benchmarks/ceiling-<tag>.json``. See docs/benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -65,26 +73,47 @@ def level(pool: ProcessPoolExecutor, url: str, pid: int, args: argparse.Namespac
     return row
 
 
+@contextlib.contextmanager
+def worktree(rev: str) -> Iterator[Path]:
+    """The code of ``rev`` in a temporary git worktree (its ``python -m app`` imports that tree's packages)."""
+    with tempfile.TemporaryDirectory(prefix="ceiling-baseline-") as tmp:
+        path = Path(tmp) / "tree"
+        add = ["git", "worktree", "add", "--detach", str(path), rev]
+        subprocess.run(add, cwd=REPO, check=True, capture_output=True)
+        try:
+            yield path
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=REPO, capture_output=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
-    p.add_argument("--sleep-ms-per-row", type=float, nargs="+", default=[0.8, 0.1])
+    p.add_argument("--sleep-ms-per-row", type=float, nargs="*", default=[0.8, 0.1])
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--duration", type=float, default=8.0)
     p.add_argument("--warmup", type=float, default=1.5)
     p.add_argument("--client-cpus", type=int, nargs="*", default=[(os.cpu_count() or 1) - 1])
+    p.add_argument("--baseline", help="also measure the server of this git revision (a temporary worktree)")
     p.add_argument("--tag", default="cpu")
     p.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks")
     args = p.parse_args(argv)
-    runs: list[tuple[str, list[str] | None]] = [("real forward", None)]
+    runs: list[tuple[str, list[str] | None, Path]] = [("real forward", None, REPO)]
     for ms in args.sleep_ms_per_row:
-        runs.append((f"sleep {ms:g} ms/row", [sys.executable, "-m", "bench.sleepy_server", "--ms-per-row", str(ms)]))
+        sleepy = [sys.executable, "-m", "bench.sleepy_server", "--ms-per-row", str(ms)]
+        runs.append((f"sleep {ms:g} ms/row", sleepy, REPO))
     results: dict[str, Any] = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}, "runs": {}}
     spawn = get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=spawn, initializer=loadgen.pin, initargs=(args.client_cpus,)) as pool:
+    with contextlib.ExitStack() as stack:
+        if args.baseline:
+            tree = stack.enter_context(worktree(args.baseline))
+            runs.insert(0, (f"real forward @ {args.baseline}", None, tree))
+        pool = stack.enter_context(
+            ProcessPoolExecutor(1, mp_context=spawn, initializer=loadgen.pin, initargs=(args.client_cpus,))
+        )
         pool.submit(int).result()
-        for name, command in runs:
-            with server(args.checkpoint, "cpu", {}, None, command) as srv:
+        for name, command, code in runs:
+            with server(args.checkpoint, "cpu", {}, None, command, code) as srv:
                 row = level(pool, srv.url, srv.pid, args)
             results["runs"][name] = row
             print(

@@ -57,17 +57,22 @@ def free_port() -> int:
 
 @contextmanager
 def server(
-    checkpoint: Path, device: str, env: dict[str, str], cpus: list[int] | None, command: list[str] | None = None
+    checkpoint: Path,
+    device: str,
+    env: dict[str, str],
+    cpus: list[int] | None,
+    command: list[str] | None = None,
+    tree: Path = REPO,
 ) -> Iterator[Server]:
-    """``python -m app`` (or ``command``) in a subprocess (``taskset`` onto ``cpus`` if given) until ``/readyz``
-    is 200."""
+    """``python -m app`` (or ``command``) of the code in ``tree`` in a subprocess (``taskset`` onto ``cpus`` if
+    given) until ``/readyz`` is 200."""
     port = free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith("DCGAN_")}
     full_env = clean | {"DCGAN_CHECKPOINT": str(checkpoint), "DCGAN_DEVICE": device, "DCGAN_PORT": str(port)} | env
     prefix = ["taskset", "-c", ",".join(map(str, cpus))] if cpus else []
     with tempfile.TemporaryFile() as log:
         argv = command or [sys.executable, "-m", "app"]
-        proc = subprocess.Popen([*prefix, *argv], cwd=REPO, env=full_env, stdout=log, stderr=log)
+        proc = subprocess.Popen([*prefix, *argv], cwd=tree, env=full_env, stdout=log, stderr=log)
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_ready(url, proc, log)
