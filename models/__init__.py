@@ -1,8 +1,18 @@
-"""DCGAN networks, the generator export format and latent helpers. Imports torch only."""
+"""DCGAN networks, the generator export format, latent helpers and latent directions. Imports torch only."""
 
-from models.checkpoint import CheckpointError, ExportInfo, Provenance, load_generator, read_export_info, save_generator
+from models.checkpoint import (
+    Export,
+    ExportInfo,
+    Provenance,
+    load_export,
+    load_generator,
+    read_export_info,
+    save_generator,
+)
 from models.config import IMAGE_SIZES, DCGANConfig
 from models.dcgan import Discriminator, Generator, init_weights
+from models.directions import Direction
+from models.header import CheckpointError
 from models.latent import SEED_MAX, arithmetic, latents_for_seeds, lerp, slerp
 
 __all__ = [
@@ -10,7 +20,9 @@ __all__ = [
     "SEED_MAX",
     "CheckpointError",
     "DCGANConfig",
+    "Direction",
     "Discriminator",
+    "Export",
     "ExportInfo",
     "Generator",
     "Provenance",
@@ -18,6 +30,7 @@ __all__ = [
     "init_weights",
     "latents_for_seeds",
     "lerp",
+    "load_export",
     "load_generator",
     "read_export_info",
     "save_generator",

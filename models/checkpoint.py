@@ -1,29 +1,30 @@
-"""The generator export: one ``.safetensors`` file that describes itself and loads without pickle.
+"""The generator export: one ``.safetensors`` file that describes itself, checks itself and loads without pickle.
 
-Layout: the generator's float32 state_dict (``main.N.*``, BatchNorm running stats included) plus
-string metadata::
+Layout (format_version 2): the generator's float32 state_dict (``main.N.*``, BatchNorm running stats
+included), optional unit direction vectors ``direction.<name>`` (nz,), and string metadata::
 
     format          "dcgan-faces/generator"
-    format_version  "1"
+    format_version  "2"                   ("1": no directions, no checksum; still read)
     config          JSON of DCGANConfig
-    provenance      JSON object: dataset, dataset_hash, steps, ema, bn_recalibrated,
-                    created_at, code_version, selection, quality, terms (see ``Provenance``)
+    provenance      JSON object: dataset, dataset_hash, steps, ema, bn_recalibrated, created_at,
+                    code_version, selection, quality, terms (see ``Provenance``)
+    directions      JSON list: {name, kind, separation, source} per stored direction
+    content_sha256  sha256 of every tensor (name, dtype, shape, bytes; in name order), checked at load
 
-The full training state (optimizers, D, RNG) is a different file owned by ``training``; this
-one is what serving and sampling load, through ``load_generator`` only.
+The full training state (optimizers, D, RNG) is a different file owned by ``training``; this one is
+what serving and sampling load, through ``load_export`` / ``load_generator`` only.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
-import struct
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -32,16 +33,13 @@ from safetensors.torch import save_file
 from models.atomic import atomic_write
 from models.config import DCGANConfig
 from models.dcgan import Generator
+from models.directions import Direction, check
+from models.header import CheckpointError, check_tensor_table, read_header
 
 FORMAT_NAME = "dcgan-faces/generator"
-FORMAT_VERSION = "1"
-_MAX_HEADER_BYTES = 1 << 20  # a DCGAN header is a few KB; refuse to parse megabytes of JSON
-_ST_DTYPES = {"F32": torch.float32}
-_ITEMSIZE = {"F32": 4}
-
-
-class CheckpointError(ValueError):
-    """A file that is not a valid generator export; the message names the file and the problem."""
+FORMAT_VERSION = "2"
+READS = ("1", "2")
+DIRECTION_PREFIX = "direction."
 
 
 @dataclass(frozen=True)
@@ -68,10 +66,17 @@ class ExportInfo:
     config: DCGANConfig
     provenance: dict[str, Any]
     sha256: str
+    format_version: str = FORMAT_VERSION
 
     @property
     def model_id(self) -> str:
         return f"{Path(self.path).stem}-{self.sha256[:12]}"
+
+
+class Export(NamedTuple):
+    generator: Generator  # eval mode, on the device asked for
+    info: ExportInfo
+    directions: tuple[Direction, ...]  # stored ones (attribute directions); SeFa is computed by the caller
 
 
 def code_version() -> str:
@@ -83,93 +88,75 @@ def code_version() -> str:
         return "unknown"
 
 
-def save_generator(generator: Generator, path: str | os.PathLike[str], provenance: Provenance) -> None:
-    """Write ``generator`` (eval-mode weights and BN statistics) atomically to ``path``."""
+def content_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
+    """The checksum an export stores: every tensor's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        h.update(f"{name}\0{t.dtype}\0{list(t.shape)}\0".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def save_generator(
+    generator: Generator, path: str | os.PathLike[str], provenance: Provenance, directions: Sequence[Direction] = ()
+) -> None:
+    """Write ``generator`` (eval-mode weights and BN statistics) and ``directions`` atomically to ``path``."""
     tensors = {
         k: v.detach().to("cpu", torch.float32).contiguous()
         for k, v in generator.state_dict().items()
         if not k.endswith("num_batches_tracked")  # training bookkeeping, meaningless for inference
     }
+    for d in directions:
+        problem = check(d, generator.config.nz)
+        if problem:
+            raise ValueError(f"direction {d.name!r} {problem}")
+        tensors[DIRECTION_PREFIX + d.name] = d.vector.detach().to("cpu", torch.float32).contiguous()
     metadata = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "config": generator.config.to_json(),
         "provenance": json.dumps(asdict(provenance), sort_keys=True),
+        "directions": json.dumps([_direction_meta(d) for d in directions]),
+        "content_sha256": content_sha256(tensors),
     }
     atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
-def _read_header(path: Path) -> tuple[dict[str, Any], int]:
-    """Parse and bounds-check the safetensors header; returns (header, data section size)."""
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such file")
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        prefix = f.read(8)
-        if len(prefix) < 8:
-            raise CheckpointError(f"{path}: truncated or not a safetensors file ({size} bytes)")
-        (header_len,) = struct.unpack("<Q", prefix)
-        if header_len > min(_MAX_HEADER_BYTES, size - 8):
-            raise CheckpointError(f"{path}: not a safetensors file or truncated (header length {header_len})")
-        raw = f.read(header_len)
+def _direction_meta(d: Direction) -> dict[str, Any]:
+    return {"name": d.name, "kind": d.kind, "separation": d.separation, "source": d.source}
+
+
+def _json_field(path: Path, meta: dict[str, Any], key: str, default: str, kind: type) -> Any:
     try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: corrupt safetensors header ({e})") from None
-    if not isinstance(header, dict):
-        raise CheckpointError(f"{path}: corrupt safetensors header (not an object)")
-    return header, size - 8 - header_len
+        value = json.loads(str(meta.get(key, default)))
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: invalid {key} in metadata: {e}") from None
+    if not isinstance(value, kind):
+        raise CheckpointError(f"{path}: invalid {key} in metadata (not a JSON {kind.__name__})")
+    return value
 
 
-def _read_metadata(path: Path, header: dict[str, Any]) -> tuple[DCGANConfig, dict[str, Any]]:
+def _read_metadata(path: Path, header: dict[str, Any]) -> tuple[DCGANConfig, dict[str, Any], str, list[Any]]:
+    """(config, provenance, format version, direction entries) from a header, validated."""
     meta = header.get("__metadata__")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{path}: not a dcgan-faces generator export (metadata format is missing)")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path}: unsupported format_version {meta.get('format_version')!r} (this code reads {FORMAT_VERSION!r})"
-        )
+    version = meta.get("format_version")
+    if version not in READS:
+        raise CheckpointError(f"{path}: unsupported format_version {version!r} (this code reads {', '.join(READS)})")
     try:
         config = DCGANConfig.from_json(str(meta.get("config")))
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: invalid config in metadata: {e}") from None
-    try:
-        provenance = json.loads(str(meta.get("provenance", "{}")))
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path}: invalid provenance in metadata: {e}") from None
-    if not isinstance(provenance, dict):
-        raise CheckpointError(f"{path}: invalid provenance in metadata (not an object)")
-    return config, provenance
-
-
-def _check_tensor_table(path: Path, header: dict[str, Any], expected: dict[str, torch.Size], data_size: int) -> None:
-    """Every expected tensor present, F32, the right shape, and inside the file; nothing extra."""
-    entries = {k: v for k, v in header.items() if k != "__metadata__"}
-    missing = sorted(set(expected) - set(entries))
-    extra = sorted(set(entries) - set(expected))
-    if missing:
-        raise CheckpointError(f"{path}: missing tensor {missing[0]!r} ({len(missing)} missing)")
-    if extra:
-        raise CheckpointError(f"{path}: unexpected tensor {extra[0]!r} ({len(extra)} unexpected)")
-    for name, shape in expected.items():
-        problem = _entry_problem(entries[name], shape, data_size)
-        if problem:
-            raise CheckpointError(f"{path}: tensor {name!r} {problem}")
-
-
-def _entry_problem(entry: Any, shape: torch.Size, data_size: int) -> str | None:
-    if not isinstance(entry, dict) or entry.get("dtype") not in _ST_DTYPES:
-        dtype = entry.get("dtype") if isinstance(entry, dict) else None
-        return f"has dtype {dtype}, expected F32"
-    if list(entry.get("shape", [])) != list(shape):
-        return f"has shape {entry.get('shape')}, expected {list(shape)}"
-    offsets = entry.get("data_offsets")
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
-        return "has no valid data_offsets"
-    begin, end = offsets
-    if begin < 0 or end - begin != math.prod(shape) * _ITEMSIZE[entry["dtype"]] or end > data_size:
-        return "lies outside the file (truncated or corrupt)"
-    return None
+    provenance = _json_field(path, meta, "provenance", "{}", dict)
+    entries = _json_field(path, meta, "directions", "[]", list) if version != "1" else []
+    if version != "1" and not isinstance(meta.get("content_sha256"), str):
+        raise CheckpointError(f"{path}: format_version {version} export without its content_sha256")
+    names = [e.get("name") if isinstance(e, dict) else None for e in entries]
+    if not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+        raise CheckpointError(f"{path}: invalid directions in metadata (each needs a unique string name)")
+    return config, provenance, str(version), entries
 
 
 def _sha256(path: Path) -> str:
@@ -183,35 +170,61 @@ def _sha256(path: Path) -> str:
 def read_export_info(path: str | os.PathLike[str]) -> ExportInfo:
     """Validate the header and metadata of an export without loading its weights."""
     path = Path(path)
-    header, _ = _read_header(path)
-    config, provenance = _read_metadata(path, header)
-    return ExportInfo(str(path), config, provenance, _sha256(path))
+    header, _ = read_header(path)
+    config, provenance, version, _ = _read_metadata(path, header)
+    return ExportInfo(str(path), config, provenance, _sha256(path), version)
+
+
+def load_export(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Export:
+    """Load and fully validate an export: the generator in eval mode on ``device``, and its directions.
+
+    Raises ``CheckpointError`` naming the file and the problem: not a safetensors file, truncated, not
+    a dcgan-faces export, wrong format version, invalid config, missing/extra/mis-shaped tensor, a
+    content checksum that does not match (a flipped bit), non-finite weights, a direction that is
+    not a finite unit vector. Nothing is ever unpickled, and nothing is built before the checks pass.
+    """
+    path = Path(path)
+    header, data_size = read_header(path)
+    config, provenance, version, entries = _read_metadata(path, header)
+    with torch.device("meta"):  # shapes only: an absurd config cannot allocate memory here
+        reference = Generator(config).state_dict()
+    expected = {k: tuple(v.shape) for k, v in reference.items() if not k.endswith("num_batches_tracked")}
+    expected |= {DIRECTION_PREFIX + e["name"]: (config.nz,) for e in entries}
+    check_tensor_table(path, header, expected, data_size)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            tensors = {k: f.get_tensor(k) for k in expected}
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path}: unreadable tensor data ({e})") from None
+    if version != "1" and content_sha256(tensors) != header["__metadata__"]["content_sha256"]:
+        raise CheckpointError(f"{path}: content checksum mismatch: the tensor data is corrupt (a flipped bit?)")
+    for name, tensor in tensors.items():
+        if not name.startswith(DIRECTION_PREFIX) and not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{path}: tensor {name!r} has non-finite values")
+    directions = tuple(_direction(path, e, tensors[DIRECTION_PREFIX + e["name"]], config.nz) for e in entries)
+    generator = Generator(config)
+    generator.load_state_dict({k: v for k, v in tensors.items() if not k.startswith(DIRECTION_PREFIX)}, strict=False)
+    generator.eval().requires_grad_(False)  # num_batches_tracked kept its default above
+    info = ExportInfo(str(path), config, provenance, _sha256(path), version)
+    return Export(generator.to(device), info, directions)
+
+
+def _direction(path: Path, entry: dict[str, Any], vector: torch.Tensor, nz: int) -> Direction:
+    separation = entry.get("separation")
+    direction = Direction(
+        name=entry["name"],
+        vector=vector,
+        kind=str(entry.get("kind")),
+        separation=float(separation) if isinstance(separation, (int, float)) else separation,
+        source=str(entry.get("source", ""))[:200],
+    )
+    problem = check(direction, nz)
+    if problem:
+        raise CheckpointError(f"{path}: direction {direction.name!r} {problem}")
+    return direction
 
 
 def load_generator(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[Generator, ExportInfo]:
-    """Load and fully validate an export; returns the generator in eval mode on ``device``.
-
-    Raises ``CheckpointError`` naming the file and the problem: not a safetensors file,
-    truncated, not a dcgan-faces export, wrong format version, invalid config, missing/extra/
-    mis-shaped tensor, non-finite weights. Nothing is ever unpickled.
-    """
-    path = Path(path)
-    header, data_size = _read_header(path)
-    config, provenance = _read_metadata(path, header)
-    with torch.device("meta"):  # shapes only: an absurd config cannot allocate memory here
-        reference = Generator(config).state_dict()
-    expected = {k: v.shape for k, v in reference.items() if not k.endswith("num_batches_tracked")}
-    _check_tensor_table(path, header, expected, data_size)
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            state = {k: f.get_tensor(k) for k in expected}
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{path}: unreadable tensor data ({e})") from None
-    for name, tensor in state.items():
-        if not torch.isfinite(tensor).all():
-            raise CheckpointError(f"{path}: tensor {name!r} has non-finite values")
-    generator = Generator(config)
-    generator.load_state_dict(state, strict=False)  # num_batches_tracked keeps its default
-    generator.eval().requires_grad_(False)
-    info = ExportInfo(str(path), config, provenance, _sha256(path))
-    return generator.to(device), info
+    """``load_export`` without the directions: (generator in eval mode on ``device``, its info)."""
+    export = load_export(path, device)
+    return export.generator, export.info

@@ -12,8 +12,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from models import CheckpointError, load_generator, read_export_info
-from models.checkpoint import FORMAT_NAME, FORMAT_VERSION
+from models import CheckpointError, Direction, Provenance, load_export, load_generator, read_export_info, save_generator
+from models.checkpoint import FORMAT_NAME, FORMAT_VERSION, content_sha256
 from tests.models.conftest import TINY, tiny_generator
 
 
@@ -25,7 +25,10 @@ def _tensors_and_meta(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
 
 
 def _rewrite(src: Path, dst: Path, tensors=None, meta=None) -> Path:
+    """``src`` with other tensors or metadata; new tensors get a matching checksum (a well-formed file)."""
     t, m = _tensors_and_meta(src)
+    if tensors is not None and meta is None:
+        m = {**m, "content_sha256": content_sha256(tensors)}
     save_file(tensors if tensors is not None else t, str(dst), metadata=meta if meta is not None else m)
     return dst
 
@@ -55,6 +58,9 @@ def test_metadata_is_self_describing(export_path: Path) -> None:
         "created_at",
         "code_version",
     }
+    assert json.loads(meta["directions"]) == [] and meta["content_sha256"] == content_sha256(
+        _tensors_and_meta(export_path)[0]
+    )
 
 
 def test_save_leaves_no_temp_files(export_path: Path) -> None:
@@ -163,3 +169,82 @@ def test_malicious_pickle_is_refused_without_running(tmp_path: Path) -> None:
     torch.save({"x": _Payload(canary)}, torch_evil)
     _refused(torch_evil, "not a safetensors file|corrupt|truncated")
     assert not canary.exists()
+
+
+def test_a_flipped_bit_in_the_weights_is_refused(export_path: Path, tmp_path: Path) -> None:
+    data = bytearray(export_path.read_bytes())
+    header_end = 8 + struct.unpack("<Q", data[:8])[0]
+    data[header_end + 100] ^= 0x01  # one bit of one weight: still finite, still the right shape
+    flipped = tmp_path / "flipped.safetensors"
+    flipped.write_bytes(bytes(data))
+    _refused(flipped, "content checksum mismatch")
+
+
+def test_version_1_files_still_load_without_directions(export_path: Path, tmp_path: Path) -> None:
+    _, meta = _tensors_and_meta(export_path)
+    v1 = {k: meta[k] for k in ("format", "config", "provenance")} | {"format_version": "1"}
+    path = _rewrite(export_path, tmp_path / "v1.safetensors", meta=v1)
+    export = load_export(path)
+    assert export.directions == () and export.info.format_version == "1"
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(
+            export.generator.state_dict().values(), load_generator(export_path)[0].state_dict().values(), strict=True
+        )
+    )
+
+
+def test_directions_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "with-directions.safetensors"
+    smile = Direction("Smiling", unit(0), "attribute", 0.93, "classifier on CelebA 1-9000")
+    save_generator(tiny_generator(), path, Provenance(), [smile, Direction("Male", unit(1), "attribute", None, "x")])
+    export = load_export(path)
+    assert [d.name for d in export.directions] == ["Smiling", "Male"]
+    assert torch.equal(export.directions[0].vector, smile.vector) and export.directions[0].separation == 0.93
+    assert export.directions[1].separation is None and export.info.format_version == FORMAT_VERSION
+
+
+def unit(seed: int) -> torch.Tensor:
+    v = torch.randn(TINY.nz, generator=torch.Generator().manual_seed(seed))
+    return v / v.norm()
+
+
+@pytest.mark.parametrize(
+    ("vector", "message"),
+    [
+        (lambda: unit(0) * 2, "direction 'bad' is not a unit vector"),
+        (lambda: torch.full((TINY.nz,), float("nan")), "direction 'bad' has non-finite values"),
+    ],
+)
+def test_a_bad_direction_is_refused_by_name(export_path: Path, tmp_path: Path, vector, message: str) -> None:
+    tensors, meta = _tensors_and_meta(export_path)
+    tensors["direction.bad"] = vector()
+    meta["directions"] = json.dumps([{"name": "bad", "kind": "attribute", "separation": 0.9, "source": "test"}])
+    meta["content_sha256"] = content_sha256(tensors)
+    _refused(_rewrite(export_path, tmp_path / "bad.safetensors", tensors, meta), message)
+
+
+def test_direction_metadata_and_tensors_must_agree(export_path: Path, tmp_path: Path) -> None:
+    tensors, meta = _tensors_and_meta(export_path)
+    entry = {"name": "Smiling", "kind": "attribute", "separation": 0.9, "source": "test"}
+    cases = {
+        "missing tensor 'direction.Smiling'": (tensors, [entry]),
+        "unexpected tensor 'direction.Smiling'": ({**tensors, "direction.Smiling": unit(0)}, []),
+        "tensor 'direction.Smiling' has shape": ({**tensors, "direction.Smiling": torch.ones(3)}, [entry]),
+        "each needs a unique string name": ({**tensors, "direction.Smiling": unit(0)}, [entry, entry]),
+        "direction 'Smiling' has kind 'magic'": (
+            {**tensors, "direction.Smiling": unit(0)},
+            [entry | {"kind": "magic"}],
+        ),
+    }
+    for i, (message, (case, entries)) in enumerate(cases.items()):
+        m = {**meta, "directions": json.dumps(entries), "content_sha256": content_sha256(case)}
+        _refused(_rewrite(export_path, tmp_path / f"d{i}.safetensors", case, m), message)
+    with pytest.raises(ValueError, match="direction 'x' is not a unit vector"):
+        save_generator(
+            tiny_generator(),
+            tmp_path / "never.safetensors",
+            Provenance(),
+            [Direction("x", unit(0) * 3, "attribute", None, "")],
+        )
+    assert not (tmp_path / "never.safetensors").exists()
