@@ -1,4 +1,4 @@
-"""The loaded generator: device choice, loading through ``models.load_generator``, warm-up, forward.
+"""The loaded generator: device choice, loading through ``models.load_export``, directions, warm-up, forward.
 
 ``forward`` is called from the batcher's worker threads (``forward_workers`` at a time); it renders
 through ``models.sampling.render`` (eval mode, inference mode, padded to a multiple of 8 rows),
@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from models import ExportInfo, Generator, load_generator
+from models import Direction, ExportInfo, Generator, load_export
+from models.directions import label_sefa, sefa
 from models.sampling import padded_rows, render
 
 log = logging.getLogger("app.engine")
@@ -87,6 +88,7 @@ class Engine:
     device: torch.device
     dtype: torch.dtype = torch.float32
     chunk_rows: int | None = None  # CPU: forward a large batch in pieces of this many rows (a multiple of 8)
+    directions: dict[str, Direction] = field(default_factory=dict)  # by name: the export's, then sefa-0..
 
     @classmethod
     def preflight(cls, checkpoint: str, device_spec: str) -> None:
@@ -102,12 +104,14 @@ class Engine:
     @classmethod
     def _load(cls, checkpoint: str, device: torch.device) -> Engine:
         try:
-            generator, info = load_generator(checkpoint, device)
+            export = load_export(checkpoint, device)
         except ValueError as e:  # CheckpointError (missing, truncated, corrupt, wrong format) names the file
             raise StartupError(str(e)) from None
         except (OSError, RuntimeError) as e:
             raise StartupError(f"{checkpoint}: cannot load onto {device}: {e}") from None
-        return cls(generator, info, device)
+        stored = list(export.directions)  # attribute directions the export carries (format 2)
+        found = stored + label_sefa(sefa(export.generator), stored)  # SeFa: every generator, old exports too
+        return cls(export.generator, export.info, device, directions={d.name: d for d in found})
 
     @property
     def nz(self) -> int:

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import itertools
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import torch
 
 from app.errors import invalid
-from app.schemas import ArithmeticBody, GenerateBody, InterpolateBody
+from app.schemas import ArithmeticBody, EditBody, GenerateBody, InterpolateBody
+from models import Direction
+from models.directions import combine, edit
 from models.latent import SEED_MAX, arithmetic, interpolation_weights, latents_for_seeds, lerp, slerp
 
 DEFAULT_N = 16
@@ -81,56 +83,95 @@ def interpolation_rows(body: InterpolateBody, nz: int, max_steps: int) -> tuple[
     return t, path(a, b, t)  # (T, nz)
 
 
+def direction_vector(
+    directions: Mapping[str, Direction], name: str, loc: tuple[str | int, ...]
+) -> torch.Tensor:
+    """A named direction's unit vector (nz,); 422 at ``loc`` naming it and listing the known ones."""
+    if name not in directions:
+        raise invalid(loc, f"unknown direction {name!r}; known: {', '.join(directions) or 'none'}")
+    return directions[name].vector
+
+
+def edit_rows(body: EditBody, directions: Mapping[str, Direction], nz: int, max_images: int) -> torch.Tensor:
+    """Latents (S, nz) of an /edit: the face moved by each strength along the (combined) direction."""
+    if len(body.strengths) > max_images:
+        raise invalid(("body", "strengths"), f"at most {max_images} strengths (images) per request")
+    if isinstance(body.direction, str):
+        weighted = [(1.0, direction_vector(directions, body.direction, ("body", "direction")))]
+    else:
+        weighted = [
+            (d.weight, direction_vector(directions, d.name, ("body", "direction", i, "name")))
+            for i, d in enumerate(body.direction)
+        ]
+    keep = [direction_vector(directions, name, ("body", "keep", i)) for i, name in enumerate(body.keep)]
+    try:
+        direction = combine(weighted, keep)  # (nz,)
+    except ValueError as e:
+        raise invalid(("body", "direction"), str(e)) from None
+    z = _end(body.seed, body.latent, body.truncation, nz, "latent")  # (nz,)
+    return edit(z, direction, body.strengths)  # (S, nz); strength 0 is z itself
+
+
 @dataclass(frozen=True)
 class ArithmeticParts(Generic[T]):
-    """Per-row items (images, PNGs) of an /arithmetic render, by role."""
+    """Per-row items (images, PNGs) of an /arithmetic render, by role (per term: None for a direction term)."""
 
-    exemplars: list[Sequence[T]]  # one sequence per term
-    means: Sequence[T]  # one per term
+    exemplars: list[Sequence[T]]  # one sequence per term (empty for a direction term)
+    means: list[T | None]  # one per term
     result: T
     neighbours: Sequence[T]
 
 
 @dataclass(frozen=True)
 class ArithmeticPlan:
-    """The rows of an /arithmetic render, and their roles: every term's exemplars, the terms' means, the
-    result, its jittered neighbours. The one place that knows this order builds it and splits it."""
+    """The rows of an /arithmetic render, and their roles: every exemplar term's exemplars, their means,
+    the result, its jittered neighbours. The one place that knows this order builds it and splits it."""
 
-    z: torch.Tensor  # (sum(k_i) + terms + 1 + neighbours, nz)
-    exemplar_counts: tuple[int, ...]
+    z: torch.Tensor  # (sum(k_i) + exemplar terms + 1 + neighbours, nz)
+    exemplar_counts: tuple[int, ...]  # per term; 0 for a direction term
     neighbours: int
 
-    def _starts(self) -> list[int]:
-        return [sum(self.exemplar_counts[:i]) for i in range(len(self.exemplar_counts) + 1)]
-
     def split(self, items: Sequence[T]) -> ArithmeticParts[T]:
-        starts, terms = self._starts(), len(self.exemplar_counts)
-        k = starts[-1]
+        counts = self.exemplar_counts
+        starts = [sum(counts[:i]) for i in range(len(counts) + 1)]
         exemplars = [items[a:b] for a, b in itertools.pairwise(starts)]
-        return ArithmeticParts(exemplars, items[k : k + terms], items[k + terms], items[k + terms + 1 :])
+        k, with_mean = starts[-1], sum(1 for c in counts if c)
+        mean_items = iter(items[k : k + with_mean])
+        means = [next(mean_items) if c else None for c in counts]
+        return ArithmeticParts(exemplars, means, items[k + with_mean], items[k + with_mean + 1 :])
 
     def layout(self) -> list[list[int | None]]:
-        """Row indices laid out as the paper's figure: a row of exemplars per term, a row of their means,
-        then the result followed by its neighbours."""
+        """Row indices laid out as the paper's figure: a row of exemplars per exemplar term, a row of their
+        means (blank under a direction term), then the result followed by its neighbours."""
         parts = self.split(range(self.z.shape[0]))
-        rows: list[list[int | None]] = [list(e) for e in parts.exemplars]
+        rows: list[list[int | None]] = [list(e) for e in parts.exemplars if len(e)]
         return [*rows, list(parts.means), [parts.result, *parts.neighbours]]
 
 
-def arithmetic_rows(body: ArithmeticBody, nz: int, max_images: int) -> ArithmeticPlan:
-    exemplars = []
+def arithmetic_rows(
+    body: ArithmeticBody, directions: Mapping[str, Direction], nz: int, max_images: int
+) -> ArithmeticPlan:
+    """sum(weight * mean(exemplars)) over exemplar terms, plus weight * n over direction terms."""
+    exemplars, weighted = [], []
     for i, term in enumerate(body.terms):
-        if term.seeds is not None:
+        if term.direction is not None:
+            n = direction_vector(directions, term.direction, ("body", "terms", i, "direction"))
+            exemplars.append(torch.empty(0, nz))
+            weighted.append(term.weight * n)
+        elif term.seeds is not None:
             exemplars.append(latents_for_seeds(term.seeds, nz, body.truncation))  # (k_i, nz)
         else:
             assert term.latents is not None
             exemplars.append(latent_rows(term.latents, nz, ("body", "terms", i, "latents")))
-    total = sum(e.shape[0] for e in exemplars) + len(exemplars) + 1 + body.neighbours
+    with_mean = [e for e in exemplars if e.shape[0]]
+    total = sum(e.shape[0] for e in exemplars) + len(with_mean) + 1 + body.neighbours
     if total > max_images:
         raise invalid(("body", "terms"), f"this request renders {total} images, more than the {max_images} allowed")
-    means = torch.stack([e.mean(dim=0) for e in exemplars])  # (terms, nz)
-    result = arithmetic([(term.weight, e) for term, e in zip(body.terms, exemplars, strict=True)])  # (nz,)
+    means = [e.mean(dim=0) for e in with_mean]  # (nz,) each
+    concepts = [(term.weight, e) for term, e in zip(body.terms, exemplars, strict=True) if e.shape[0]]
+    result = arithmetic(concepts) if concepts else torch.zeros(nz)  # (nz,)
+    result = result + torch.stack(weighted).sum(dim=0) if weighted else result
     noise = torch.randn(body.neighbours, nz, generator=torch.Generator("cpu").manual_seed(body.seed))
     neighbours = result + body.jitter * noise  # (K, nz)
-    z = torch.cat([*exemplars, means, result[None], neighbours])
+    z = torch.cat([*exemplars, *(m[None] for m in means), result[None], neighbours])
     return ArithmeticPlan(z, tuple(e.shape[0] for e in exemplars), body.neighbours)

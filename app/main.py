@@ -13,7 +13,7 @@ from fastapi.telemetry import TelemetryConfig
 
 from app import docs, errors
 from app.metrics import HttpMetricsMiddleware, Metrics
-from app.routes import arithmetic, generate, interpolate, latents, probes
+from app.routes import arithmetic, edit, generate, interpolate, latents, probes
 from app.service import Service
 from app.settings import Settings
 
@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="dcgan-faces",
-        summary="Synthetic faces from a DCGAN: generate, interpolate, vector arithmetic; batched across requests.",
+        summary="Synthetic faces from a DCGAN: generate, interpolate, vector arithmetic, semantic edits; batched.",
         version="0.1.0",
         lifespan=lifespan,
         docs_url=None,  # docs.install serves /docs without a CDN
@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.service = service  # `python -m app` calls service.drain() on SIGTERM
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     errors.install(app, metrics)
-    for module in (generate, interpolate, arithmetic, latents, probes):
+    for module in (generate, interpolate, arithmetic, edit, latents, probes):
         app.include_router(module.router)
     docs.install(app)
     _static(app)

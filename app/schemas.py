@@ -31,6 +31,8 @@ LatentValue = Annotated[float, Field(strict=True, ge=-LATENT_ABS_MAX, le=LATENT_
 Latent = Annotated[list[LatentValue], Field(min_length=1, max_length=HARD_MAX_ROWS, description="exactly nz floats")]
 _TRUNCATION = "redraw latent components with |z| above this (smaller: more typical faces)"
 Truncation = Annotated[float, Field(ge=0.1, le=10.0, allow_inf_nan=False, description=_TRUNCATION)]  # query strings
+DirectionName = Annotated[str, Field(min_length=1, max_length=64, description="e.g. Smiling or sefa-0")]
+Strength = Annotated[float, Field(strict=True, ge=-10.0, le=10.0, allow_inf_nan=False)]
 StrictTruncation = Annotated[float, Field(strict=True, ge=0.1, le=10.0, allow_inf_nan=False, description=_TRUNCATION)]
 
 
@@ -86,17 +88,23 @@ class InterpolateBody(_Body):
 
 
 class Term(_Body):
-    """One concept: the mean of its exemplars, times a signed weight."""
+    """One concept: the mean of its exemplars (seeds or latents), or a named direction, times a signed weight."""
 
     name: str = Field(min_length=1, max_length=64, description="label, e.g. 'smiling woman'")
     weight: float = Field(strict=True, ge=-10.0, le=10.0, allow_inf_nan=False)
     seeds: list[Seed] | None = Field(default=None, min_length=1, max_length=MAX_EXEMPLARS)
-    latents: list[Latent] | None = Field(default=None, min_length=1, max_length=MAX_EXEMPLARS, validate_default=True)
+    latents: list[Latent] | None = Field(default=None, min_length=1, max_length=MAX_EXEMPLARS)
+    direction: DirectionName | None = Field(
+        default=None, validate_default=True, description="a unit direction (GET /v1/directions): weight in sigma"
+    )
 
-    @field_validator("latents")
+    @field_validator("direction")
     @classmethod
-    def _one_source(cls, latents: list[list[float]] | None, info: ValidationInfo) -> list[list[float]] | None:
-        return _exactly_one(info, "seeds", latents, "latents")
+    def _one_source(cls, direction: str | None, info: ValidationInfo) -> str | None:
+        sources = (info.data.get("seeds"), info.data.get("latents"), direction)
+        if {"seeds", "latents"} <= info.data.keys() and sum(s is not None for s in sources) != 1:
+            raise ValueError("give exactly one of seeds, latents or direction")
+        return direction
 
 
 class ArithmeticBody(_Body):
@@ -130,6 +138,67 @@ class ArithmeticBody(_Body):
     )
 
 
+class DirectionWeight(_Body):
+    """One named direction and its weight in a combined edit."""
+
+    name: DirectionName
+    weight: float = Field(default=1.0, strict=True, ge=-10.0, le=10.0, allow_inf_nan=False)
+
+
+class EditBody(_Body):
+    """A face (seed or latent) moved along a direction by each strength: z + strength * sum(weight * n)."""
+
+    seed: Seed | None = None
+    latent: Latent | None = Field(default=None, validate_default=True)
+    direction: DirectionName | list[DirectionWeight] = Field(
+        description="a name from GET /v1/directions, or several {name, weight} whose weighted sum is the direction"
+    )
+    keep: list[DirectionName] = Field(
+        default=[], max_length=MAX_TERMS, description="directions held fixed (projected out): smile, keep gender"
+    )
+    strengths: list[Strength] = Field(
+        default=[-2.0, -1.0, 0.0, 1.0, 2.0], min_length=1, max_length=HARD_MAX_ROWS, description="in sigma"
+    )
+    truncation: StrictTruncation | None = None
+    format: Literal["strip", "gif", "webp", "json"] = "strip"
+    frame_ms: int = Field(default=120, strict=True, ge=20, le=2000, description="frame duration of gif/webp")
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"seed": 7, "direction": "Smiling", "strengths": [-2, -1, 0, 1, 2]}]},
+    )
+
+    @field_validator("latent")
+    @classmethod
+    def _one_source(cls, latent: list[float] | None, info: ValidationInfo) -> list[float] | None:
+        return _exactly_one(info, "seed", latent, "latent")
+
+
+class DirectionOut(BaseModel):
+    name: str
+    kind: Literal["attribute", "sefa"]
+    separation: float | None = Field(description="attribute: held-out accuracy of its boundary; sefa: eigenvalue share")
+    source: str
+    correlates_with: str | None = Field(description="sefa: the attribute direction with the largest |cosine|")
+    cosine: float | None
+
+
+class DirectionsOut(BaseModel):
+    model_id: str
+    nz: int
+    directions: list[DirectionOut]
+
+
+class EditFrameOut(BaseModel):
+    strength: float
+    png: str = Field(description="base64 PNG; strength 0 is byte-identical to the plain face of /generate")
+
+
+class EditOut(BaseModel):
+    model_id: str
+    frames: list[EditFrameOut]
+
+
 class ImageOut(BaseModel):
     seed: int | None = Field(description="null when the image came from a client latent")
     png: str = Field(description="base64 PNG")
@@ -155,7 +224,8 @@ class InterpolateOut(BaseModel):
 class TermOut(BaseModel):
     name: str
     weight: float
-    mean: str = Field(description="base64 PNG of the mean latent")
+    direction: str | None = Field(default=None, description="the direction of a direction term")
+    mean: str | None = Field(description="base64 PNG of the mean latent (null for a direction term)")
     exemplars: list[str]
 
 

@@ -26,9 +26,9 @@ from app.latent_rows import ArithmeticPlan
 from app.metrics import ARRIVED, Metrics
 from app.outputs import Animation, Figure, Grid, Output, Pngs, png_text
 from app.policy import BatchPolicy
-from app.schemas import ArithmeticBody, InterpolateBody
+from app.schemas import ArithmeticBody, EditBody, InterpolateBody
 from app.settings import Settings
-from models import ExportInfo
+from models import Direction, ExportInfo
 from models.sampling import PAD_MULTIPLE
 
 log = logging.getLogger("app.service")
@@ -63,6 +63,11 @@ class Service:
     @property
     def info(self) -> ExportInfo:
         return self.engine.info
+
+    @property
+    def directions(self) -> dict[str, Direction]:
+        """The export's attribute directions, then SeFa's, by name."""
+        return self.engine.directions
 
     async def start(self) -> None:
         s = self.settings
@@ -136,6 +141,28 @@ class Service:
         text = png_text(self.info, "arithmetic", **params)
         output = Figure(plan.layout(), text) if body.format == "grid" else Pngs([text] * plan.z.shape[0])
         return await self._submit(plan.z, output, request)
+
+    async def edit(self, z: torch.Tensor, body: EditBody, request: Request) -> bytes | list[str]:
+        """Frames along a direction: a PNG strip, an animation, or one base64 PNG per strength (``json``).
+
+        A strength-0 frame's PNG carries exactly /generate's text for the face, so its bytes are the plain
+        face's: the seed -> bytes contract holds through /edit."""
+        seed = "client-latent" if body.seed is None else str(body.seed)
+        trunc = _truncation(body.truncation)
+        params = body.model_dump(include={"direction", "keep"}, exclude_defaults=True)
+        text = png_text(self.info, "edit", seed=seed, truncation=trunc, strengths=body.strengths, **params)
+        output: Output
+        if body.format == "strip":
+            output = Grid(text, cols=len(body.strengths))
+        elif body.format == "json":
+            plain = png_text(self.info, "generate", seed=seed, truncation=trunc)
+            output = Pngs([
+                plain if s == 0 else png_text(self.info, "edit", seed=seed, truncation=trunc, strength=s, **params)
+                for s in body.strengths
+            ])
+        else:
+            output = Animation(body.format, body.frame_ms, json.dumps(text, sort_keys=True))
+        return await self._submit(z, output, request)
 
     async def _submit(self, z: torch.Tensor, output: Output, request: Request) -> Any:
         if self._batcher is None or not self.accepting:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from training.config import TrainConfig
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm"})
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the cache also lists the files that decoded
 T = TypeVar("T")
 
 
@@ -37,6 +37,7 @@ class ImageSet:
     skipped: int = 0  # files with an image extension that could not be decoded
     ignored: int = 0  # files without an image extension
     files: str = ""  # "first..last" file names of the selection (empty for generated sets)
+    names: tuple[str, ...] = ()  # each image's file, relative to the root, in image order (labels align by it)
 
 
 def load_images(config: TrainConfig) -> ImageSet:
@@ -69,7 +70,8 @@ def _load(config: TrainConfig, holdout: bool) -> ImageSet:
     name = config.dataset + ("-holdout" if holdout else "")
     chosen = held if holdout else train
     decoded = decode_files(root, chosen, config.image_size, _cache_dir(config), name)
-    return ImageSet(decoded.images, config.dataset, decoded.content_hash, decoded.skipped, ignored, _span(root, chosen))
+    span = _span(root, chosen)
+    return ImageSet(decoded.images, config.dataset, decoded.content_hash, decoded.skipped, ignored, span, decoded.names)
 
 
 def split(items: list[T], max_images: int | None, holdout: int) -> tuple[list[T], list[T]]:
@@ -106,7 +108,7 @@ def folder_images(root: Path, size: int, cache_dir: Path, name: str = "folder") 
     """Every image under ``root`` (recursively), decoded to (N, 3, size, size) uint8 via the disk cache."""
     files, ignored = image_files(root)
     images = decode_files(root, files, size, cache_dir, name)
-    return ImageSet(images.images, name, images.content_hash, images.skipped, ignored, _span(root, files))
+    return ImageSet(images.images, name, images.content_hash, images.skipped, ignored, _span(root, files), images.names)
 
 
 def decode_files(root: Path, files: list[Path], size: int, cache_dir: Path, name: str) -> ImageSet:
@@ -115,13 +117,13 @@ def decode_files(root: Path, files: list[Path], size: int, cache_dir: Path, name
     key = _cache_key(root, files, size)
     stem = cache_dir / f"{name}-{size}-{key[:20]}"
     if not (stem.with_suffix(".json").is_file() and stem.with_suffix(".npy").is_file()):
-        _build_cache(files, size, stem)
+        _build_cache(root, files, size, stem)
     meta = json.loads(stem.with_suffix(".json").read_text())
     pixels = np.load(stem.with_suffix(".npy"), mmap_mode="r")[: meta["count"]]  # (N, 3, S, S)
     if meta["count"] == 0:
         raise ValueError(f"--data {root}: none of the {len(files)} image files could be decoded")
     images = torch.from_numpy(np.array(pixels))  # read into (writable) memory
-    return ImageSet(images, name, meta["content_hash"], meta["skipped"])
+    return ImageSet(images, name, meta["content_hash"], meta["skipped"], names=tuple(meta["names"]))
 
 
 def _span(root: Path, files: list[Path]) -> str:
@@ -136,24 +138,26 @@ def _cache_key(root: Path, files: list[Path], size: int) -> str:
     return h.hexdigest()
 
 
-def _build_cache(files: list[Path], size: int, stem: Path) -> None:
+def _build_cache(root: Path, files: list[Path], size: int, stem: Path) -> None:
     """Decode in threads (PIL releases the GIL) straight into a memory-mapped .npy; write JSON last."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     tmp = stem.parent / f".{stem.name}.{os.getpid()}.npy.tmp"
     pixels = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), 3, size, size))
-    count = 0
+    count, names = 0, []
     progress = tqdm(total=len(files), desc="decoding images", unit="img", disable=len(files) < 1000)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool, progress:
-        for image in pool.map(lambda p: decode_image(p, size), files):
+        for path, image in zip(files, pool.map(lambda p: decode_image(p, size), files), strict=True):
             progress.update()
             if image is not None:  # (3, S, S); failures compact out, valid rows stay in file order
                 pixels[count] = image
+                names.append(str(path.relative_to(root)))
                 count += 1
     pixels.flush()
     content_hash = hashlib.sha256(np.ascontiguousarray(pixels[:count]).tobytes()).hexdigest()
     del pixels
     os.replace(tmp, stem.with_suffix(".npy"))
-    meta = {"count": count, "skipped": len(files) - count, "content_hash": content_hash, "version": CACHE_VERSION}
+    skipped = len(files) - count
+    meta = {"count": count, "skipped": skipped, "content_hash": content_hash, "version": CACHE_VERSION, "names": names}
     tmp_meta = stem.parent / f".{stem.name}.{os.getpid()}.json.tmp"
     tmp_meta.write_text(json.dumps(meta))
     os.replace(tmp_meta, stem.with_suffix(".json"))  # the .json marks the cache complete

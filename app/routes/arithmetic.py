@@ -20,18 +20,19 @@ router = APIRouter(tags=["generate"])
     summary="Latent vector arithmetic",
 )
 async def arithmetic(request: Request, body: ArithmeticBody, service: ServingService) -> Response:
-    """Each term is the mean of its exemplars; the result is sum(weight * mean), shown with jittered neighbours.
+    """Each term is the mean of its exemplars, or a named direction (GET /v1/directions); the result is
+    sum(weight * term), shown with jittered neighbours.
 
-    The grid is laid out as the paper's figure: a row of exemplars per term, a row of their means,
-    then the result followed by its neighbours.
+    The grid is laid out as the paper's figure: a row of exemplars per exemplar term, a row of their
+    means (blank under a direction term), then the result followed by its neighbours.
     """
-    plan = arithmetic_rows(body, service.info.config.nz, service.settings.max_images_per_request)
+    plan = arithmetic_rows(body, service.directions, service.info.config.nz, service.settings.max_images_per_request)
     result = await service.arithmetic(plan, body, request)
     if isinstance(result, bytes):  # format=grid
         return Response(result, media_type="image/png")
     parts = plan.split(result)
     terms = [
-        TermOut(name=term.name, weight=term.weight, mean=mean, exemplars=list(exemplars))
+        TermOut(name=term.name, weight=term.weight, direction=term.direction, mean=mean, exemplars=list(exemplars))
         for term, mean, exemplars in zip(body.terms, parts.means, parts.exemplars, strict=True)
     ]
     out = ArithmeticOut(

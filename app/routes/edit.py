@@ -1,0 +1,53 @@
+"""Semantic editing: GET /v1/directions (what a face can be moved along) and POST /edit (move it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from app.deps import AcceptingService, ServingService
+from app.errors import GENERATION_ERRORS
+from app.latent_rows import edit_rows
+from app.routes.interpolate import MEDIA
+from app.schemas import IMAGE_OR_JSON, DirectionOut, DirectionsOut, EditBody, EditFrameOut, EditOut
+
+router = APIRouter(tags=["edit"])
+_DIRECTIONS_ERRORS: dict[int | str, dict[str, Any]] = {503: GENERATION_ERRORS[503]}
+
+
+@router.get("/v1/directions", response_model=DirectionsOut, responses=_DIRECTIONS_ERRORS, summary="Edit directions")
+async def directions(service: AcceptingService) -> DirectionsOut:
+    """The served model's directions: ``attribute`` ones fitted to CelebA's labels (InterFaceGAN), if the
+    export carries them, and ``sefa-0``... found from the weights alone (SeFa), for every generator."""
+    out = [
+        DirectionOut(
+            name=d.name,
+            kind=d.kind,  # type: ignore[arg-type]  # checked at load: attribute | sefa
+            separation=d.separation,
+            source=d.source,
+            correlates_with=d.correlates_with,
+            cosine=None if d.cosine is None else round(d.cosine, 4),
+        )
+        for d in service.directions.values()
+    ]
+    return DirectionsOut(model_id=service.info.model_id, nz=service.info.config.nz, directions=out)
+
+
+@router.post(
+    "/edit",
+    response_model=EditOut,
+    responses={200: IMAGE_OR_JSON, **GENERATION_ERRORS},
+    summary="Move a face along a direction",
+)
+async def edit(request: Request, body: EditBody, service: ServingService) -> Response:
+    """One frame per strength (in sigma) along a named direction or a weighted sum of several, with
+    ``keep`` directions projected out. Strength 0 is the plain face, byte for byte."""
+    limit = service.settings.max_images_per_request
+    z = edit_rows(body, service.directions, service.info.config.nz, limit)  # (S, nz)
+    result = await service.edit(z, body, request)
+    if isinstance(result, bytes):  # strip, gif, webp
+        return Response(result, media_type=MEDIA[body.format])
+    frames = [EditFrameOut(strength=s, png=png) for s, png in zip(body.strengths, result, strict=True)]
+    return JSONResponse(EditOut(model_id=service.info.model_id, frames=frames).model_dump())
