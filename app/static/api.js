@@ -8,6 +8,7 @@ const FIELD_LABELS = {
   n: "Faces", seed: "Start seed", truncation: "Truncation", format: "Format",
   seed_a: "Seed A", seed_b: "Seed B", steps: "Steps", method: "Path",
   terms: "Terms", seeds: "Exemplar seeds", weight: "Sign", name: "Name", neighbours: "Neighbours",
+  direction: "Direction", strengths: "Strength", keep: "Kept directions",
 };
 
 /** An error whose message is meant for the user as it stands. */

@@ -1,8 +1,10 @@
 // DCGAN faces playground: talks to the public API only (the same endpoints curl users call).
-// Sections: model info and API key, Generate (grid + selection), Interpolate; Arithmetic is in arithmetic.js.
+// Sections: model info and API key, Generate (grid + selection), Interpolate; Arithmetic is in arithmetic.js,
+// Edit (a slider per direction) in edit.js.
 
 import { api, getApiKey, setApiKey } from "./api.js";
 import { setupArithmetic } from "./arithmetic.js";
+import { setupEdit } from "./edit.js";
 import {
   $, busy, clearSelection, faceImage, parseSeed, pngUrl, replaceBlobUrls, showError, state, toggleSelected,
   updateSelection,
@@ -136,6 +138,7 @@ function setup() {
     busy($("#interpolate"), $("#interp-form button[type=submit]"), interpolate);
   });
   setupArithmetic();
+  setupEdit();
   loadModelInfo();
 }
 

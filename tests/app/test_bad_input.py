@@ -68,7 +68,7 @@ TABLE: list[tuple[str, str, str, dict[str, Any], Any, tuple[str | int, ...]]] = 
     ("terms empty", "POST", "/arithmetic", {}, {"terms": []}, (B, "terms")),
     ("terms huge", "POST", "/arithmetic", {}, {"terms": [ONE] * 9}, (B, "terms")),
     ("exemplars huge", "POST", "/arithmetic", {}, {"terms": [ONE | {"seeds": [*range(9)]}]}, (B, "terms", 0, "seeds")),
-    ("exemplars none", "POST", "/arithmetic", {}, {"terms": [{"name": "t", "weight": 1}]}, (B, "terms", 0, "direction")),
+    ("no exemplars", "POST", "/arithmetic", {}, {"terms": [{"name": "t", "weight": 1}]}, (B, "terms", 0, "direction")),
     ("too many images", "POST", "/arithmetic", {},
      {"terms": [{"name": str(i), "weight": 1, "seeds": list(range(8))} for i in range(8)]}, (B, "terms")),
     ("weight inf", "POST", "/arithmetic", {}, b'{"terms": [{"name": "t", "weight": -Infinity}]}',

@@ -9,6 +9,7 @@ and the console must stay clean. Screenshots land in test-artifacts/playground/ 
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,6 +39,7 @@ CHROMIUM_ARGS = [
 ]
 
 expect.set_options(timeout=15_000)  # the 5 s default is tight for a loaded 2-core CI machine
+
 
 @pytest.fixture(scope="module", autouse=True)
 def _chromium() -> None:
@@ -240,6 +242,7 @@ def test_playground_walkthrough(server: str, page: Page) -> None:
     _generate_grids(page, server)
     _interpolate(page, server)
     _arithmetic(page)
+    _edit(page, server)
     expect(page.locator("#model-info")).to_contain_text(f"{IMAGE_SIZE}×{IMAGE_SIZE}")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "desktop.png"), full_page=True)
@@ -288,3 +291,32 @@ def test_playground_explains_api_errors(server: str, page: Page) -> None:
     assert watch.errors and all("422" in e for e in watch.errors), watch.errors
     watch.errors.clear()
     watch.assert_clean()
+
+
+def _edit(page: Page, base: str) -> None:
+    """Select a face, move two sliders: the face shown is exactly what POST /edit answers for that request,
+    and resetting the sliders gives back the grid's own face, byte for byte."""
+    expect(page.locator("#edit-sliders input")).to_have_count(5)  # a fixture without attributes: sefa-0..4
+    _select(page, 2)
+    page.click("#edit-use-selected")
+    expect(page.locator("#edit-seed")).to_have_value("1236")
+    _wait_images(page, "#edit-result", 1)
+    plain = page.get_attribute("#edit-result", "src")
+    assert plain == "data:image/png;base64," + dict(_api_faces(base, n=1, seed=1236))[1236]
+    for name, value in (("sefa-0", "2"), ("sefa-2", "-1.5")):
+        page.locator(f'#edit-sliders input[data-direction="{name}"]').fill(value)
+    expect(page.locator("#edit-result")).not_to_have_attribute("src", plain)
+    page.wait_for_function(
+        "() => JSON.parse(document.querySelector('#edit-result').dataset.request).direction.length === 2"
+    )
+    body = json.loads(page.get_attribute("#edit-result", "data-request") or "{}")
+    assert body == {
+        "seed": 1236,
+        "direction": [{"name": "sefa-0", "weight": 2}, {"name": "sefa-2", "weight": -1.5}],
+        "strengths": [1],
+        "format": "json",
+    }
+    api = httpx.post(f"{base}/edit", json=body, headers={"X-API-Key": API_KEY}).json()
+    assert page.get_attribute("#edit-result", "src") == "data:image/png;base64," + api["frames"][0]["png"]
+    page.click("#edit-reset")
+    expect(page.locator("#edit-result")).to_have_attribute("src", plain)
