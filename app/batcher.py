@@ -23,15 +23,17 @@ from app.errors import ClientGone, DeadlineExceeded, GeneratorFailed, NotRunning
 from app.metrics import Metrics
 from app.outputs import Output
 from app.policy import BatchPolicy
+from models.latent import SeedLatents
 
 log = logging.getLogger("app.batcher")
 DisconnectCheck = Callable[[], Awaitable[bool]]
-Compute = Callable[[torch.Tensor, list[tuple[int, Output]]], Awaitable[list[Any]]]  # rows, (n, output)s -> results
+Rows = torch.Tensor | SeedLatents  # a request's latent rows (n, nz), or its seeds: drawn in the worker
+Compute = Callable[[list[tuple[Rows, Output]]], Awaitable[list[Any]]]  # each request's (rows, output) -> results
 
 
 @dataclass(eq=False)
 class Pending:
-    rows: torch.Tensor  # (n, nz)
+    rows: Rows  # (n, nz)
     output: Output  # what the worker makes of this request's images
     future: asyncio.Future[Any]
     deadline: float  # loop.time()
@@ -75,7 +77,7 @@ class Batcher:
         self._set_queued(0)
 
     async def submit(
-        self, rows: torch.Tensor, output: Output, *, timeout_s: float, is_disconnected: DisconnectCheck | None
+        self, rows: Rows, output: Output, *, timeout_s: float, is_disconnected: DisconnectCheck | None
     ) -> Any:
         """Queue ``rows`` (n, nz); return ``output``'s result for their images once computed.
 
@@ -83,7 +85,7 @@ class Batcher:
         or the forward's ``GeneratorFailed``."""
         if not self.running:
             raise NotRunning("the generator is not ready")
-        n = rows.shape[0]
+        n = len(rows)
         assert 0 < n <= self.policy.max_rows, "settings keep every request within one batch"
         if self._queued_rows + n > self.max_queued_rows:
             self._metrics.rejected("queue_full")
@@ -139,9 +141,9 @@ class Batcher:
                     await self._wakeup.wait()
             except TimeoutError:
                 break
-        count = self.policy.take([item.rows.shape[0] for item in self._queue])
+        count = self.policy.take([len(item.rows) for item in self._queue])
         batch = [self._queue.popleft() for _ in range(count)]
-        self._set_queued(self._queued_rows - sum(item.rows.shape[0] for item in batch))
+        self._set_queued(self._queued_rows - sum(len(item.rows) for item in batch))
         return batch
 
     async def _live(self, batch: list[Pending]) -> list[Pending]:
@@ -163,14 +165,14 @@ class Batcher:
 
     async def _run_batch(self, batch: list[Pending]) -> None:
         """One forward for the batch; each request gets its result, or the batch's error."""
-        z = torch.cat([item.rows for item in batch])  # (rows, nz)
-        self._metrics.batch_started(z.shape[0], [time.perf_counter() - item.enqueued for item in batch])
+        rows = sum(len(item.rows) for item in batch)
+        self._metrics.batch_started(rows, [time.perf_counter() - item.enqueued for item in batch])
         try:
-            results = await self._compute(z, [(item.rows.shape[0], item.output) for item in batch])
+            results = await self._compute([(item.rows, item.output) for item in batch])
             if len(results) != len(batch):
                 raise RuntimeError(f"compute returned {len(results)} results for {len(batch)} requests")
         except Exception as e:
-            log.exception("generator failed for a batch of %d rows (%d requests)", z.shape[0], len(batch))
+            log.exception("generator failed for a batch of %d rows (%d requests)", rows, len(batch))
             results = [GeneratorFailed(f"generator failed for this batch: {type(e).__name__}")] * len(batch)
         for item, result in zip(batch, results, strict=True):
             if item.future.done():

@@ -16,9 +16,11 @@ from typing import Any
 
 import torch
 
+from app.batcher import Rows
 from app.engine import Engine
 from app.metrics import Metrics
 from app.outputs import Output
+from models.latent import as_tensor
 
 log = logging.getLogger("app.forward_pool")
 WARM_UP_TIMEOUT_S = 120  # a warm-up that has not met every thread by then is stuck
@@ -43,22 +45,24 @@ class ForwardPool:
         loop = asyncio.get_running_loop()
         return max(await asyncio.gather(*(loop.run_in_executor(self._threads, once) for _ in range(self.workers))))
 
-    async def compute(self, rows: torch.Tensor, requests: list[tuple[int, Output]]) -> list[Any]:
-        """(rows, nz) of ``requests`` ((row count, output) each, in row order) -> each one's result or exception."""
-        return await asyncio.get_running_loop().run_in_executor(self._threads, self._work, rows, requests)
+    async def compute(self, requests: list[tuple[Rows, Output]]) -> list[Any]:
+        """Each request's latent rows and output, in order -> each one's result (or exception)."""
+        return await asyncio.get_running_loop().run_in_executor(self._threads, self._work, requests)
 
-    def _work(self, rows: torch.Tensor, requests: list[tuple[int, Output]]) -> list[Any]:
+    def _work(self, requests: list[tuple[Rows, Output]]) -> list[Any]:
+        counts = [len(rows) for rows, _ in requests]
+        z = torch.cat([as_tensor(rows) for rows, _ in requests])  # (rows, nz); seeds drawn here, off the loop
         start = time.perf_counter()
-        images = self.engine.forward(rows)  # (rows, H, W, C) uint8 on the CPU
-        self._metrics.forward_done(rows.shape[0], time.perf_counter() - start)
-        if images.shape[0] != rows.shape[0]:
-            raise RuntimeError(f"generator returned {images.shape[0]} images for {rows.shape[0]} latent rows")
+        images = self.engine.forward(z)  # (rows, H, W, C) uint8 on the CPU
+        self._metrics.forward_done(z.shape[0], time.perf_counter() - start)
+        if images.shape[0] != z.shape[0]:
+            raise RuntimeError(f"generator returned {images.shape[0]} images for {z.shape[0]} latent rows")
         results: list[Any] = []
-        for (n, output), part in zip(requests, images.split([n for n, _ in requests]), strict=True):
+        for (_, output), part in zip(requests, images.split(counts), strict=True):
             try:
                 results.append(output.encode(part))
             except Exception as e:  # this request's output only; the others are fine
-                log.exception("encoding a request's %d images failed", n)
+                log.exception("encoding a request's %d images failed", part.shape[0])
                 results.append(e)
         return results
 

@@ -19,7 +19,7 @@ from app.errors import invalid
 from app.schemas import ArithmeticBody, EditBody, GenerateBody, InterpolateBody
 from models import Direction
 from models.directions import combine, edit
-from models.latent import SEED_MAX, arithmetic, interpolation_weights, latents_for_seeds, lerp, slerp
+from models.latent import SEED_MAX, SeedLatents, arithmetic, interpolation_weights, latents_for_seeds, lerp, slerp
 
 DEFAULT_N = 16
 T = TypeVar("T")
@@ -35,8 +35,9 @@ def latent_rows(latents: list[list[float]], nz: int, loc: tuple[str | int, ...])
 
 def generate_rows(
     n: int | None, seed: int | None, truncation: float | None, body: GenerateBody | None, max_n: int, nz: int
-) -> tuple[list[int] | None, torch.Tensor]:
-    """The seeds (None for client latents) and latent rows of a /generate request."""
+) -> tuple[list[int] | None, torch.Tensor | SeedLatents]:
+    """The seeds (None for client latents) and latent rows of a /generate request. Seeds' latents are left
+    to draw in the forward's worker (``SeedLatents``): on the event loop they cost more than the route."""
     if n is not None and not 1 <= n <= max_n:
         raise invalid(("query", "n"), f"n must be in 1..{max_n}, got {n}")
     if body is None:
@@ -48,7 +49,7 @@ def generate_rows(
             raise invalid(("query", "seed"), f"seed + n - 1 must be <= {SEED_MAX}, got {seed} + {n} - 1")
         else:
             seeds = list(range(seed, seed + n))
-        return seeds, latents_for_seeds(seeds, nz, truncation)
+        return seeds, SeedLatents(tuple(seeds), nz, truncation)
     if seed is not None:
         raise invalid(("query", "seed"), "give seeds either as ?seed= or in the body, not both")
     count = len(body.seeds or body.latents or [])
@@ -58,7 +59,7 @@ def generate_rows(
     if n is not None and n != count:
         raise invalid(("query", "n"), f"n={n} disagrees with the {count} {field} in the body (leave n out)")
     if body.seeds is not None:
-        return body.seeds, latents_for_seeds(body.seeds, nz, truncation)
+        return body.seeds, SeedLatents(tuple(body.seeds), nz, truncation)
     if truncation is not None:
         raise invalid(("query", "truncation"), "truncation applies to seeds, not to client latents")
     assert body.latents is not None

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import torch
 from starlette.requests import Request
 
-from app.batcher import Batcher
+from app.batcher import Batcher, Rows
 from app.engine import Engine, forward_workers, torch_threads
 from app.errors import DeadlineExceeded, NotRunning
 from app.forward_pool import ForwardPool
@@ -108,10 +108,10 @@ class Service:
             await asyncio.to_thread(self._pool.close)  # waits for a forward still running
 
     async def generate(
-        self, seeds: list[int] | None, z: torch.Tensor, truncation: float | None, fmt: str, request: Request
+        self, seeds: list[int] | None, z: Rows, truncation: float | None, fmt: str, request: Request
     ) -> bytes | list[str]:
         """A PNG grid of the rows' faces, or one base64 PNG each (``json``)."""
-        labels = [str(s) for s in seeds] if seeds is not None else ["client-latent"] * z.shape[0]
+        labels = [str(s) for s in seeds] if seeds is not None else ["client-latent"] * len(z)
         trunc = _truncation(truncation)
         output: Output
         if fmt == "grid":
@@ -164,7 +164,7 @@ class Service:
             output = Animation(body.format, body.frame_ms, json.dumps(text, sort_keys=True))
         return await self._submit(z, output, request)
 
-    async def _submit(self, z: torch.Tensor, output: Output, request: Request) -> Any:
+    async def _submit(self, z: Rows, output: Output, request: Request) -> Any:
         if self._batcher is None or not self.accepting:
             raise NotRunning(f"the service is {self.state}")
         timeout_s = self._time_left(request)

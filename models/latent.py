@@ -13,6 +13,7 @@ none is left, so ``(seed, t)`` also maps to exactly one latent.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -32,6 +33,27 @@ def latent_for_seed(seed: int, nz: int, truncation: float | None = None) -> torc
     if truncation is not None:
         z = truncate(z, truncation, gen)
     return z
+
+
+@dataclass(frozen=True)
+class SeedLatents:
+    """The latents of ``seeds`` (N, nz), drawn only when ``tensor()`` is called: a server builds this on
+    its event loop and draws the latents in the forward's worker thread. ``len()`` is N."""
+
+    seeds: tuple[int, ...]
+    nz: int
+    truncation: float | None = None
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def tensor(self) -> torch.Tensor:
+        return latents_for_seeds(self.seeds, self.nz, self.truncation)
+
+
+def as_tensor(latents: torch.Tensor | SeedLatents) -> torch.Tensor:
+    """Latents (N, nz), drawing them first if they are still seeds."""
+    return latents if isinstance(latents, torch.Tensor) else latents.tensor()
 
 
 def latents_for_seeds(seeds: Iterable[int], nz: int, truncation: float | None = None) -> torch.Tensor:

@@ -90,3 +90,24 @@ async def test_deadline_counts_from_arrival_not_from_queueing(served: Served) ->
         await served.service.generate([0], torch.zeros(1, served.service.info.config.nz), None, "grid", stale)
     assert served.metric("dcgan_rejections_total", reason="deadline") == 1
     assert served.metric("dcgan_images_generated_total") == before
+
+
+async def test_seed_latents_are_drawn_in_the_forward_worker(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Drawing a seed's latent costs more event-loop time than the rest of the route: it happens in the
+    worker, and gives exactly the latents of the seed -> latent contract."""
+    import threading
+
+    from models.latent import SeedLatents, latents_for_seeds
+
+    threads: list[str] = []
+    original = SeedLatents.tensor
+
+    def recording(self: SeedLatents) -> torch.Tensor:
+        threads.append(threading.current_thread().name)
+        out = original(self)
+        assert torch.equal(out, latents_for_seeds(self.seeds, self.nz, self.truncation))
+        return out
+
+    monkeypatch.setattr(SeedLatents, "tensor", recording)
+    r = await served.http.post("/generate", params={"n": 3, "seed": 9, "truncation": 1.2})
+    assert r.status_code == 200 and threads and all(t.startswith("generator") for t in threads), threads
