@@ -6,17 +6,33 @@ blank page without internet. ``swagger-ui-bundle`` ships those files on PyPI; we
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
+from app.deps import SECURITY_SCHEMES
+
 ASSETS = "/docs-assets"
 
 
 def install(app: FastAPI) -> None:
-    """Serve ``/docs`` from bundled assets; build the app with ``docs_url=None`` first."""
+    """Serve ``/docs`` from bundled assets (build the app with ``docs_url=None`` first), and declare the API-key
+    schemes that ``app.deps.serving_service`` checks."""
+    generate_schema = app.openapi  # FastAPI's: builds the schema once and keeps it in app.openapi_schema
+
+    def openapi() -> dict[str, Any]:
+        fresh = app.openapi_schema is None
+        schema = generate_schema()
+        if fresh:
+            schema.setdefault("components", {}).setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
     app.mount(ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)

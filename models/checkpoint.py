@@ -23,6 +23,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -68,8 +69,8 @@ class ExportInfo:
     sha256: str
     format_version: str = FORMAT_VERSION
 
-    @property
-    def model_id(self) -> str:
+    @cached_property
+    def model_id(self) -> str:  # cached: a server puts it on every image, and Path() is not free
         return f"{Path(self.path).stem}-{self.sha256[:12]}"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.deps import ServingService
+from app.deps import SECURED, ServingService
 from app.errors import GENERATION_ERRORS
 from app.latent_rows import arithmetic_rows
 from app.schemas import PNG_OR_JSON, ArithmeticBody, ArithmeticOut, TermOut
@@ -15,6 +15,7 @@ router = APIRouter(tags=["generate"])
 
 @router.post(
     "/arithmetic",
+    openapi_extra=SECURED,
     response_model=ArithmeticOut,
     responses={200: PNG_OR_JSON, **GENERATION_ERRORS},
     summary="Latent vector arithmetic",

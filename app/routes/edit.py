@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.deps import AcceptingService, ServingService
+from app.deps import SECURED, AcceptingService, ServingService
 from app.errors import GENERATION_ERRORS
 from app.latent_rows import edit_rows
 from app.routes.interpolate import MEDIA
@@ -37,6 +37,7 @@ async def directions(service: AcceptingService) -> DirectionsOut:
 
 @router.post(
     "/edit",
+    openapi_extra=SECURED,
     response_model=EditOut,
     responses={200: IMAGE_OR_JSON, **GENERATION_ERRORS},
     summary="Move a face along a direction",

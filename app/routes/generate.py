@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.deps import ServingService
+from app.deps import SECURED, ServingService
 from app.errors import GENERATION_ERRORS
 from app.latent_rows import generate_rows
 from app.schemas import HARD_MAX_ROWS, PNG_OR_JSON, GenerateBody, GenerateOut, ImageOut, Truncation
@@ -18,6 +18,7 @@ router = APIRouter(tags=["generate"])
 
 @router.post(
     "/generate",
+    openapi_extra=SECURED,
     response_model=GenerateOut,
     responses={200: PNG_OR_JSON, **GENERATION_ERRORS},
     summary="Generate n faces",

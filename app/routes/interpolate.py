@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.deps import ServingService
+from app.deps import SECURED, ServingService
 from app.errors import GENERATION_ERRORS
 from app.latent_rows import interpolation_rows
 from app.schemas import IMAGE_OR_JSON, FrameOut, InterpolateBody, InterpolateOut
@@ -16,6 +16,7 @@ MEDIA = {"strip": "image/png", "gif": "image/gif", "webp": "image/webp"}
 
 @router.post(
     "/interpolate",
+    openapi_extra=SECURED,
     response_model=InterpolateOut,
     responses={200: IMAGE_OR_JSON, **GENERATION_ERRORS},
     summary="Interpolate between two faces",

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from app.deps import ServingService
+from app.deps import SECURED, ServingService
 from app.errors import GENERATION_ERRORS, invalid
 from app.schemas import LatentOut, LatentsOut, Truncation
 from models.latent import SEED_MAX, latents_for_seeds
@@ -29,7 +29,9 @@ def parse_seeds(text: str) -> list[int]:
 _ERRORS: dict[int | str, dict[str, Any]] = {c: GENERATION_ERRORS[c] for c in (401, 422, 503)}  # no body, no batcher
 
 
-@router.get("/latents", response_model=LatentsOut, responses=_ERRORS, summary="Latents of seeds")
+@router.get(
+    "/latents", response_model=LatentsOut, responses=_ERRORS, summary="Latents of seeds", openapi_extra=SECURED
+)
 async def latents(
     service: ServingService,
     seeds: Annotated[
