@@ -2,25 +2,31 @@
 
     python -m bench.train                       # 20k synthetic 64x64 JPEGs, batch 128, the tutorial's model
     python -m bench.train --images 2000 --steps 4          # a quick look
+    python -m bench.train --data /data/celeba --tag celeba # real JPEGs: a CelebA root (or any image folder)
 
-The data is written once as JPEG files to a temporary folder. *Ours* is ``training.loop.Trainer`` as
+The data is written once as JPEG files to a temporary folder, or ``--data`` names a folder of real ones
+(a CelebA root: ``img_align_celeba/`` is the one class folder ImageFolder wants). *Ours* is ``training.loop.Trainer`` as
 shipped, stepped by its ``train_step`` (the folder is decoded once into its uint8 cache; that build
 is timed separately). The *tutorial* baseline is written out below: ``ImageFolder`` +
 ``DataLoader(num_workers=2)`` + the tutorial's step (sigmoid + ``BCELoss``, real and fake batches,
 Adam). The two alternate for ``--rounds`` rounds of ``--steps`` timed steps (the machine is noisy);
-img/s counts real images consumed, medians are compared. Prints ours ÷ tutorial and writes
-``docs/benchmarks/train-<device>.json``.
+img/s counts real images consumed, medians are compared. It also times decoding the folder into the
+cache and reading the cache back, and the user and system CPU time of each loop's timed steps. Prints
+ours ÷ tutorial and writes ``docs/benchmarks/train-<tag>.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import resource
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,15 +64,17 @@ class Ours:
             device=device.type, channels_last=args.channels_last, compile=args.compile,
         )  # fmt: skip
         self.trainer = Trainer(config, Dist(), device)
+        self.cpu = {"user_s": 0.0, "system_s": 0.0}
 
     def timed(self, warm: int, n: int) -> float:
         """Seconds for ``n`` steps after ``warm`` untimed ones."""
         for _ in range(warm):
             self.trainer.train_step()["loss_d"].item()
         start = time.perf_counter()
-        for _ in range(n):
-            values = self.trainer.train_step()
-            values["loss_d"].item()  # wait for the device, as the tutorial's .item() calls do
+        with cpu_times(self.cpu):
+            for _ in range(n):
+                values = self.trainer.train_step()
+                values["loss_d"].item()  # wait for the device, as the tutorial's .item() calls do
         return time.perf_counter() - start
 
 
@@ -86,6 +94,7 @@ class Tutorial:
         self.loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=2)
         self.config = TrainConfig(dataset="synthetic", image_size=args.image_size, ngf=args.ngf, ndf=args.ndf).model
         self.device = device
+        self.cpu = {"user_s": 0.0, "system_s": 0.0}
         torch.manual_seed(0)
         self.netG, self.netD = Generator(self.config).to(device), Discriminator(self.config).to(device)
         self.netG.apply(init_weights)
@@ -101,10 +110,11 @@ class Tutorial:
         for _ in range(warm):
             self.step(next(batches)[0])
         start = time.perf_counter()
-        for _ in range(n):
-            self.step(next(batches)[0])
-        elapsed = time.perf_counter() - start
-        del batches
+        with cpu_times(self.cpu, children=True):  # its decoding runs in the DataLoader's worker processes
+            for _ in range(n):
+                self.step(next(batches)[0])
+            elapsed = time.perf_counter() - start
+            del batches  # the workers stop (and their CPU is counted) here
         return elapsed
 
     def step(self, data: torch.Tensor) -> None:
@@ -137,6 +147,22 @@ class Tutorial:
         self.optimizerG.step()
 
 
+@contextlib.contextmanager
+def cpu_times(into: dict[str, float], children: bool = False) -> Iterator[None]:
+    """Add the user and system CPU seconds spent inside the block (this process; with ``children``, also
+    the worker processes that ended) to ``into``."""
+    def now() -> tuple[float, float]:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + children * kids.ru_utime, own.ru_stime + children * kids.ru_stime
+
+    user, system = now()
+    yield
+    user2, system2 = now()
+    into["user_s"] += user2 - user
+    into["system_s"] += system2 - system
+
+
 def timed_rounds(runners: dict[str, Ours | Tutorial], args: argparse.Namespace) -> dict[str, list[float]]:
     """Alternate the loops, ``--rounds`` times: one untimed step (data workers start, caches warm), then
     ``--steps`` timed steps each. Alternating spreads the machine's noise over both."""
@@ -152,6 +178,8 @@ def timed_rounds(runners: dict[str, Ours | Tutorial], args: argparse.Namespace) 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", type=int, default=20_000, help="synthetic JPEGs to write (default: %(default)s)")
+    p.add_argument("--data", type=Path, help="a folder of real images instead (e.g. a CelebA root)")
+    p.add_argument("--tag", help="output name: train-<tag>.json (default: the device)")
     p.add_argument("--steps", type=int, default=4, help="timed steps per round (default: %(default)s)")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median counts")
     p.add_argument("--batch-size", type=int, default=128)
@@ -168,7 +196,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.images < (args.steps + 1) * args.batch_size:
+    if args.data is None and args.images < (args.steps + 1) * args.batch_size:
         raise SystemExit(f"--images {args.images}: too few for {args.steps + 1} steps of batch {args.batch_size}")
     device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
     if args.threads:
@@ -177,26 +205,34 @@ def main(argv: list[str] | None = None) -> int:
     result["args"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     with tempfile.TemporaryDirectory(prefix="dcgan-bench-") as tmp:
         root = Path(tmp)
-        start = time.perf_counter()
-        write_jpegs(root / "jpegs", args.images, args.image_size)
-        result["write_jpegs_s"] = time.perf_counter() - start
-        start = time.perf_counter()
-        folder_images(root / "jpegs", args.image_size, root / "cache", name="folder")  # the one-off decode
-        result["cache_build_s"] = time.perf_counter() - start
-        ours = Ours(args, root / "jpegs", root / "cache", root / "run", device)
-        rates = timed_rounds({"ours": ours, "tutorial": Tutorial(args, root / "jpegs", device)}, args)
+        data = args.data or root / "jpegs"
+        if args.data is None:
+            start = time.perf_counter()
+            write_jpegs(data, args.images, args.image_size)
+            result["write_jpegs_s"] = time.perf_counter() - start
+        for key in ("cache_build_s", "cache_load_s"):  # the one-off decode, then what every later run pays
+            start = time.perf_counter()
+            decoded = folder_images(data, args.image_size, root / "cache", name="folder")
+            result[key] = time.perf_counter() - start
+        result["images"], result["skipped"] = len(decoded.images), decoded.skipped
+        ours = Ours(args, data, root / "cache", root / "run", device)
+        runners: dict[str, Ours | Tutorial] = {"ours": ours, "tutorial": Tutorial(args, data, device)}
+        rates = timed_rounds(runners, args)
         ours.trainer.log.close()
     for name, values in rates.items():
-        result[name] = {"img_s": statistics.median(values), "rounds": values}
+        cpu = {k: round(v, 2) for k, v in runners[name].cpu.items()}
+        result[name] = {"img_s": statistics.median(values), "rounds": values, "cpu": cpu}
     result["ours"]["config"] = {"channels_last": args.channels_last, "compile": args.compile}
     result["ratio"] = result["ours"]["img_s"] / result["tutorial"]["img_s"]
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"train-{device.type}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.out / f"train-{args.tag or device.type}.json").write_text(json.dumps(result, indent=1) + "\n")
     print(
-        f"{device} ({result['threads']} torch threads), batch {args.batch_size}, {args.images} images: "
+        f"{device} ({result['threads']} torch threads), batch {args.batch_size}, {result['images']} images: "
         f"ours {result['ours']['img_s']:.1f} img/s, tutorial {result['tutorial']['img_s']:.1f} img/s, "
-        f"ratio {result['ratio']:.2f}x (cache build {result['cache_build_s']:.1f} s, once); rounds: "
-        f"ours {[round(r, 1) for r in rates['ours']]}, tutorial {[round(r, 1) for r in rates['tutorial']]}"
+        f"ratio {result['ratio']:.2f}x (decode into the cache {result['cache_build_s']:.1f} s, once; read it back "
+        f"{result['cache_load_s']:.2f} s); rounds: ours {[round(r, 1) for r in rates['ours']]}, tutorial "
+        f"{[round(r, 1) for r in rates['tutorial']]}; CPU user/system: ours {result['ours']['cpu']}, "
+        f"tutorial {result['tutorial']['cpu']}"
     )
     return 0
 
