@@ -87,11 +87,15 @@ def truncate_log(run_dir: Path, step: int) -> None:
 
 
 def plot_losses(run_dir: Path) -> Path | None:
-    """loss.png from log.jsonl: Loss_D and Loss_G against the step (as in the tutorial's figure)."""
+    """loss.png from log.jsonl: Loss_D and Loss_G against the step (as in the tutorial's figure); None when
+    there is nothing to plot or matplotlib is not installed."""
     rows = [r for r in read_log(run_dir) if r.get("event") == "step"]
     if not rows:
         return None
-    import matplotlib
+    try:  # the [train] extra; a run without it still ends with its export, just without the plot
+        import matplotlib
+    except ImportError:
+        return None
 
     matplotlib.use("Agg")  # no display; must precede pyplot
     import matplotlib.pyplot as plt

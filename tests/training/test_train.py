@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -108,3 +109,13 @@ def test_export_cli_from_a_run_dir(tiny_config: Callable[..., TrainConfig], tmp_
     assert not torch.equal(G.main[1].running_mean, state["G_ema.main.1.running_mean"])  # BN recalibrated
     assert info.provenance["steps"] == 2 and info.provenance["bn_recalibrated"] is True
     assert export.main([str(tmp_path / "nothing"), str(out)]) == 1
+
+
+def test_a_run_without_matplotlib_still_exports(
+    tiny_config: Callable[..., TrainConfig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """matplotlib is the [train] extra's: without it the run ends with its export and no loss.png."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    config = tiny_config(steps=2)
+    train(config, Dist(), CPU)
+    assert (Path(config.out) / "generator.safetensors").is_file() and not (Path(config.out) / "loss.png").exists()
