@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: venv test lint serve train-demo train-demo-lfw bench-serve bench-train compose-smoke clean
+.PHONY: venv test lint serve train-demo demo-directions demo-quality train-demo-lfw bench-serve bench-train compose-smoke clean
 
 PYTHON ?= python3
 CONSTRAINTS := -c deploy/constraints.txt -c deploy/constraints-dev.txt  # the tested versions (the image: the first)
@@ -40,11 +40,31 @@ serve: $(STAMP)
 # shares spin-wait and run 2-5x slower. CELEBA is a CelebA root (holding img_align_celeba/).
 CELEBA ?=
 DEMO_RUN ?= runs/demo
+DEMO := checkpoints/demo-faces-64.safetensors
+CLASSIFIER := checkpoints/attributes-64.safetensors
+NEED_CELEBA = @test -n "$(CELEBA)" || { echo "usage: make $@ CELEBA=<CelebA root: img_align_celeba/, list_attr_celeba.txt>" >&2; exit 2; }
+
 train-demo: $(STAMP)
-	@test -n "$(CELEBA)" || { echo "usage: make train-demo CELEBA=<CelebA root, holding img_align_celeba/>" >&2; exit 2; }
+	$(NEED_CELEBA)
 	OMP_NUM_THREADS=1 $(PY) -m training --dataset celeba --data $(CELEBA) --max-images 10000 --holdout 1000 \
 		--image-size 64 --ngf 32 --ndf 32 --batch-size 128 --channels-last --steps 3000 --seed 1 \
-		--eval-every 750 --snapshot-every 750 --out $(DEMO_RUN) --export checkpoints/demo-faces-64.safetensors
+		--eval-every 750 --snapshot-every 750 --out $(DEMO_RUN) --export $(DEMO)
+	$(MAKE) demo-directions CELEBA=$(CELEBA)
+
+# The attribute classifier (trained on images 1-9,000, tested on 9,001-10,000) and the demo's
+# InterFaceGAN directions, written into the demo export; the edit-success table goes to docs/edits/.
+demo-directions: $(STAMP)
+	$(NEED_CELEBA)
+	$(PY) -m training.attributes --celeba $(CELEBA) --max-images 10000 --holdout 1000 --out $(CLASSIFIER)
+	$(PY) -m training.directions --checkpoint $(DEMO) --classifier $(CLASSIFIER) --out $(DEMO) \
+		--report docs/edits/edit-success.json
+
+# The quality table of the model card: SWD with its scale, in one run (docs/quality/demo-quality.json).
+demo-quality: $(STAMP)
+	$(NEED_CELEBA)
+	$(PY) -m training.evaluate --run $(DEMO_RUN) --data $(CELEBA) --floor --random-init \
+		--checkpoint $(DEMO_RUN)/snapshots/generator-step-0000750.safetensors \
+		$(DEMO_RUN)/snapshots/generator-step-0001500.safetensors $(DEMO) --json docs/quality/demo-quality.json
 
 # The earlier grey demo, for machines without CelebA: scikit-image's 100 LFW faces (25x25, grey).
 train-demo-lfw: $(STAMP)

@@ -54,7 +54,7 @@ class DrainingServer(uvicorn.Server):
 def _http_protocol() -> type[asyncio.Protocol] | str:
     """httptools (fast) with a bound on the request head when installed, else h11 (bounded by itself)."""
     try:
-        from app.http_limits import BoundedHttpToolsProtocol
+        from app.request_head_limit import BoundedHttpToolsProtocol
     except ImportError:  # httptools not installed
         return "h11"
     return BoundedHttpToolsProtocol

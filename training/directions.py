@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     report = args.report or args.out.with_suffix(".directions.json")
+    report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps({"classifier": classifier.report, "edits": table}, indent=2) + "\n")
     print(f"{'direction':22} {'separation':>10} {'+2σ raises':>10} {'−2σ lowers':>10}")
     for name, row in table.items():

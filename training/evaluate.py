@@ -163,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.json:
         table = [{"name": r.name, **r.result.to_dict(), "seconds": round(r.seconds, 1)} for r in rows]
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"n": args.n, "seed": args.seed, "rows": table}, indent=2) + "\n")
     return 0
 
