@@ -35,7 +35,7 @@ from typing import Any
 
 from app.settings import DEFAULT_CHECKPOINT
 from bench import loadgen, report
-from bench.serve import REPO, machine, server
+from bench.serve import REPO, forward_limit, machine, server
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=1.5)
     p.add_argument("--client-cpus", type=int, nargs="*", default=[(os.cpu_count() or 1) - 1])
     p.add_argument("--baseline", help="also measure the server of this git revision (a temporary worktree)")
+    p.add_argument("--limit-seconds", type=float, default=3.0, help="timing of the forward limit (0: skip it)")
     p.add_argument("--tag", default="cpu")
     p.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks")
     args = p.parse_args(argv)
@@ -123,6 +124,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"  ({row['server_cpu_cores']:.2f} cores, client {row['client_cpu_cores']:.2f})",
                 flush=True,
             )
+    if args.limit_seconds > 0:  # G(z) alone, as bench.serve measures it: what end-to-end img/s is compared with
+        threads = [1, os.cpu_count() or 1]
+        limit = forward_limit(args.checkpoint, "cpu", sorted(set(threads)), 256, args.limit_seconds)
+        results["limit"] = limit
+        for name, row in results["runs"].items():
+            row["over_limit"] = row["img_s"] / limit["max_batch_img_s"]
+            limit_img_s = limit["max_batch_img_s"]
+            print(f"{name:18s} end to end / forward limit ({limit_img_s:.0f} img/s): {row['over_limit']:.2f}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"ceiling-{args.tag}.json").write_text(json.dumps(results, indent=1) + "\n")
     return 0
