@@ -1,7 +1,7 @@
 """Screenshot of the playground for the README: `python scripts/playground_screenshot.py [--checkpoint P]`.
 
 Starts `python -m app` on 127.0.0.1 with the checkpoint, drives Debian's Chromium through a grid, an
-interpolation and an arithmetic result, and writes docs/playground.png. Fixed seeds give the same
+interpolation, an arithmetic result and an edit, and writes docs/playground.png. Fixed seeds give the same
 faces every time (only the GIF frame caught varies). Needs /usr/bin/chromium; downloads nothing.
 """
 
@@ -79,6 +79,15 @@ def walk(page: Page, base: str, args: argparse.Namespace) -> None:
     page.fill("#arith-neighbours", "5")
     page.click("#arith-form button[type=submit]")
     wait_images(page, "#arith-out img")
+    faces.nth(args.edit).click()  # Edit: the face with +2 sigma of "Smiling" and +1 of "Blond_Hair"
+    page.click("#edit-use-selected")
+    wait_images(page, "#edit-result")
+    before = page.get_attribute("#edit-result", "src")
+    for name, value in args.sliders:
+        page.locator(f'#edit-sliders input[data-direction="{name}"]').fill(value)
+    page.wait_for_function("(src) => document.querySelector('#edit-result').src !== src", arg=before, timeout=60_000)
+    wait_images(page, "#edit-result")
+    faces.nth(args.edit).click()
     for i in args.pair:  # show the selection state in the picture too
         faces.nth(i).click()
     page.evaluate("document.activeElement.blur()")
@@ -88,11 +97,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=ROOT / "checkpoints" / "demo-faces-64.safetensors")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "playground.png")
-    parser.add_argument("--seed", type=int, default=100, help="first seed of the grid (default: %(default)s)")
-    parser.add_argument("--n", type=int, default=20, help="faces in the grid (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="first seed of the grid (default: %(default)s)")
+    parser.add_argument("--n", type=int, default=48, help="faces in the grid (default: %(default)s)")
     args = parser.parse_args()
-    args.pair = (0, 5)
-    args.terms = [(1, 2, 3), (4, 6, 7), (8, 9, 10)]
+    args.pair = (7, 36)
+    # smiling women, neutral women, neutral men: picked by eye from the demo's seeds 0-47
+    args.terms = [(8, 26, 42), (27, 36, 37), (13, 32, 28)]
+    args.edit, args.sliders = 27, [("Smiling", "2"), ("Blond_Hair", "1")]
     proc, base = start_server(args.checkpoint)
     try:
         with sync_playwright() as pw:
@@ -105,8 +116,7 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=15)
-    # A 256-colour palette halves the file for the README; the faces are near-grey, so nothing visible is lost.
-    shot.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(args.out, optimize=True)
+    shot.save(args.out, optimize=True)  # colour faces: a 256-colour palette would band them
     print(f"wrote {args.out}")
 
 

@@ -150,8 +150,9 @@ def save_classifier(classifier: Classifier, path: Path) -> None:
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
-def load_classifier(path: Path) -> Classifier:
+def load_classifier(path: str | Path) -> Classifier:
     """Load and validate a classifier file (no pickle: the header is checked before any tensor is read)."""
+    path = Path(path)
     header, data_size = read_header(path)
     meta = header.get("__metadata__") or {}
     if meta.get("format") != FORMAT_NAME or meta.get("format_version") != FORMAT_VERSION:
