@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.telemetry import TelemetryConfig
 
 from app import docs, errors
+from app.gc_tuning import frozen_startup_heap
 from app.metrics import HttpMetricsMiddleware, Metrics
 from app.routes import arithmetic, edit, generate, interpolate, latents, probes
 from app.service import Service
@@ -33,7 +34,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             await service.start()
-            yield
+            with frozen_startup_heap():  # the loaded model, torch and FastAPI: never walked by the GC again
+                yield
         finally:
             await service.stop()
 

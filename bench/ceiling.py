@@ -9,6 +9,7 @@ workers, encoders), read from ``/proc/<pid>/task``.
     python -m bench.ceiling                          # about 1 min
     python -m bench.ceiling --sleep-ms-per-row 0.8 0.4 0.1 --concurrency 128
     python -m bench.ceiling --baseline 6605058       # also the code of that commit, in the same run
+    python -m bench.ceiling --floors                 # also a bare FastAPI and a bare Starlette route
 
 ``--baseline REV`` checks REV out into a temporary git worktree and measures its server first, with
 the same checkpoint, clients and forward, so a change's before/after comes from one run.
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=1.5)
     p.add_argument("--client-cpus", type=int, nargs="*", default=[(os.cpu_count() or 1) - 1])
     p.add_argument("--baseline", help="also measure the server of this git revision (a temporary worktree)")
+    p.add_argument("--floors", action="store_true", help="also bare FastAPI/Starlette floors")
     p.add_argument("--limit-seconds", type=float, default=3.0, help="timing of the forward limit (0: skip it)")
     p.add_argument("--tag", default="cpu")
     p.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks")
@@ -103,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     for ms in args.sleep_ms_per_row:
         sleepy = [sys.executable, "-m", "bench.sleepy_server", "--ms-per-row", str(ms)]
         runs.append((f"sleep {ms:g} ms/row", sleepy, REPO))
+    if args.floors:
+        for kind in ("fastapi", "starlette"):
+            runs.append((f"bare {kind} route", [sys.executable, "-m", "bench.bare_server", "--kind", kind], REPO))
     results: dict[str, Any] = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}, "runs": {}}
     spawn = get_context("spawn")
     with contextlib.ExitStack() as stack:
@@ -129,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         limit = forward_limit(args.checkpoint, "cpu", sorted(set(threads)), 256, args.limit_seconds)
         results["limit"] = limit
         for name, row in results["runs"].items():
+            if name.startswith("bare"):
+                continue
             row["over_limit"] = row["img_s"] / limit["max_batch_img_s"]
             limit_img_s = limit["max_batch_img_s"]
             print(f"{name:18s} end to end / forward limit ({limit_img_s:.0f} img/s): {row['over_limit']:.2f}")

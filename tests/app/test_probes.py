@@ -8,7 +8,7 @@ import pytest
 
 from app.main import create_app
 from app.settings import Settings
-from tests.app.conftest import client_for
+from tests.app.conftest import client_for, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -33,3 +33,16 @@ async def test_probes_before_during_and_after_load(make_settings: Callable[..., 
         assert r.status_code == 503 and r.json() == {"status": "stopping"}
         assert (await http.post("/generate", params={"n": 1})).status_code == 503
         assert (await http.get("/healthz")).status_code == 200
+
+
+async def test_the_startup_heap_is_frozen_while_serving(make_settings: Callable[..., Settings]) -> None:
+    """app.gc_tuning: the GC never walks the loaded model again while serving; a stopped app gives it all back."""
+    import gc
+
+    from app.gc_tuning import GEN0_THRESHOLD
+
+    before = gc.get_threshold()
+    async with serve(make_settings()) as served:
+        assert gc.get_freeze_count() > 10_000 and gc.get_threshold()[0] == GEN0_THRESHOLD
+        assert (await served.http.post("/generate", params={"n": 1, "seed": 1})).status_code == 200
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == before
