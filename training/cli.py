@@ -99,9 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     if dry_run:
         print(config.to_json())
         return 0
+    from training.allocator import keep_freed_memory
     from training.distributed import init_distributed, shutdown  # heavy imports only when training
     from training.loop import train
 
+    keep_freed_memory()  # CPU steps re-allocate the same large tensors: keep them in the heap
     try:
         info, device = init_distributed(config.device)
     except ValueError as e:

@@ -71,3 +71,11 @@ def test_missing_cuda_is_an_error(capsys: pytest.CaptureFixture[str], tmp_path: 
         pytest.skip("this machine has CUDA")
     assert main(["--dataset", "synthetic", "--device", "cuda", "--out", f"{tmp_path}/run"]) == 2
     assert "--device cuda: no CUDA device" in capsys.readouterr().err
+
+
+def test_the_allocator_keeps_freed_memory_on_glibc() -> None:
+    import platform
+
+    from training.allocator import keep_freed_memory
+
+    assert keep_freed_memory() is (platform.libc_ver()[0] == "glibc")
