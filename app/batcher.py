@@ -166,7 +166,7 @@ class Batcher:
     async def _run_batch(self, batch: list[Pending]) -> None:
         """One forward for the batch; each request gets its result, or the batch's error."""
         rows = sum(len(item.rows) for item in batch)
-        self._metrics.batch_started(rows, [time.perf_counter() - item.enqueued for item in batch])
+        waits = [time.perf_counter() - item.enqueued for item in batch]  # queue wait, up to the forward
         try:
             results = await self._compute([(item.rows, item.output) for item in batch])
             if len(results) != len(batch):
@@ -174,6 +174,8 @@ class Batcher:
         except Exception as e:
             log.exception("generator failed for a batch of %d rows (%d requests)", rows, len(batch))
             results = [GeneratorFailed(f"generator failed for this batch: {type(e).__name__}")] * len(batch)
+        else:
+            self._metrics.batch_done(rows, waits)  # batches that rendered, as before: failures count elsewhere
         for item, result in zip(batch, results, strict=True):
             if item.future.done():
                 continue

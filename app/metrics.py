@@ -103,8 +103,8 @@ class Metrics:
         """Count a request refused for ``reason`` (one of REJECTION_REASONS)."""
         self._rejected[reason].inc()
 
-    def batch_started(self, rows: int, waits_s: list[float]) -> None:
-        """A batch of ``rows`` latent rows from ``len(waits_s)`` requests goes to a forward."""
+    def batch_done(self, rows: int, waits_s: list[float]) -> None:
+        """A batch of ``rows`` latent rows from ``len(waits_s)`` requests (each waited ``waits_s``) rendered."""
         for wait in waits_s:
             self.queue_wait.observe(wait)
         self.batch_images.observe(rows)

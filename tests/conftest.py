@@ -9,12 +9,27 @@ from __future__ import annotations
 
 import os
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+import torch
+
+from models import DCGANConfig, Direction, Generator, Provenance, init_weights, save_generator
 
 REPO = Path(__file__).resolve().parent.parent
 CELEBA_10K = REPO.parent / "shared" / "data" / "celeba-10k"  # 10,000 aligned CelebA images + attributes
+
+
+def tiny_export(
+    path: Path, config: DCGANConfig, directions: Sequence[Direction] = (), dataset: str = "synthetic", steps: int = 0
+) -> Path:
+    """A generator with the paper's random init (seed 0), in eval mode, exported to ``path``."""
+    torch.manual_seed(0)
+    generator = Generator(config)
+    generator.apply(init_weights)
+    save_generator(generator.eval(), path, Provenance(dataset=dataset, steps=steps), directions)
+    return path
 
 
 def on_ci() -> bool:

@@ -21,7 +21,8 @@ from app.engine import Engine
 from app.main import create_app
 from app.service import Service
 from app.settings import Settings
-from models import DCGANConfig, Generator, Provenance, init_weights, save_generator
+from models import DCGANConfig
+from tests.conftest import tiny_export
 
 TINY = DCGANConfig(nz=16, ngf=8, ndf=8, image_size=32)
 
@@ -34,12 +35,7 @@ def anyio_backend() -> str:
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 32x32 generator with random DCGAN-init weights, in eval mode, exported once per session."""
-    torch.manual_seed(0)
-    generator = Generator(TINY)
-    generator.apply(init_weights)
-    path = tmp_path_factory.mktemp("export") / "tiny-faces-32.safetensors"
-    save_generator(generator.eval(), path, Provenance(dataset="synthetic", steps=1))
-    return path
+    return tiny_export(tmp_path_factory.mktemp("export") / "tiny-faces-32.safetensors", TINY, steps=1)
 
 
 @pytest.fixture

@@ -15,9 +15,10 @@ import torch
 from PIL import Image
 
 from app.settings import Settings
-from models import Direction, Generator, Provenance, init_weights, load_export, save_generator
+from models import Direction, load_export
 from models.directions import sefa
 from tests.app.conftest import TINY, Served, serve
+from tests.conftest import tiny_export
 
 pytestmark = pytest.mark.anyio
 
@@ -30,18 +31,13 @@ def anyio_backend() -> str:
 @pytest.fixture(scope="module")
 def with_directions(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny generator with two stored attribute directions (any unit vectors will do here)."""
-    torch.manual_seed(0)
-    generator = Generator(TINY)
-    generator.apply(init_weights)
     g = torch.Generator().manual_seed(5)
     vectors = [v / v.norm() for v in torch.randn(2, TINY.nz, generator=g)]
     stored = [
         Direction("Smiling", vectors[0], "attribute", 0.91, "test"),
         Direction("Male", vectors[1], "attribute", 0.97, "test"),
     ]
-    path = tmp_path_factory.mktemp("edit") / "tiny-directions.safetensors"
-    save_generator(generator.eval(), path, Provenance(dataset="synthetic"), stored)
-    return path
+    return tiny_export(tmp_path_factory.mktemp("edit") / "tiny-directions.safetensors", TINY, stored)
 
 
 @pytest.fixture(scope="module")

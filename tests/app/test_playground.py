@@ -15,13 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-import torch
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from models.checkpoint import Provenance, save_generator
 from models.config import DCGANConfig
-from models.dcgan import Generator, init_weights
-from tests.conftest import require
+from tests.conftest import require, tiny_export
 from tests.live_server import start_server
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -51,11 +48,7 @@ def _chromium() -> None:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`python -m app` on 127.0.0.1 serving a tiny random generator, with an API key; yields its base URL."""
     tmp = tmp_path_factory.mktemp("playground")
-    torch.manual_seed(0)
-    G = Generator(DCGANConfig(image_size=IMAGE_SIZE, ngf=8))
-    G.apply(init_weights)
-    checkpoint = tmp / "tiny.safetensors"
-    save_generator(G.eval(), checkpoint, Provenance(dataset="fixture"))
+    checkpoint = tiny_export(tmp / "tiny.safetensors", DCGANConfig(image_size=IMAGE_SIZE, ngf=8), dataset="fixture")
     settings = {"api_key": API_KEY, "max_interpolation_steps": "24"}  # the steps field's max comes from /v1/model
     app = start_server(checkpoint, tmp / "server.log", **settings)
     try:

@@ -25,14 +25,13 @@ from typing import Any
 
 import httpx
 import pytest
-import torch
 import yaml
 
 from app.__main__ import DRAIN_S, GRACEFUL_SHUTDOWN_S
 from app.main import create_app
 from app.settings import Settings
-from models import DCGANConfig, Generator, Provenance, init_weights, save_generator
-from tests.conftest import require
+from models import DCGANConfig
+from tests.conftest import require, tiny_export
 from tests.live_server import SMALL_BATCHES, free_port, start_server
 
 from .conftest import REPO
@@ -421,11 +420,7 @@ def test_every_alert_names_a_runbook_section_of_the_docs() -> None:
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """/metrics of a real ``python -m app`` (tiny checkpoint, 127.0.0.1) after one /generate."""
     tmp = tmp_path_factory.mktemp("server")
-    torch.manual_seed(0)
-    generator = Generator(DCGANConfig(image_size=32, ngf=8))
-    generator.apply(init_weights)
-    checkpoint = tmp / "tiny.safetensors"
-    save_generator(generator.eval(), checkpoint, Provenance(dataset="synthetic"))
+    checkpoint = tiny_export(tmp / "tiny.safetensors", DCGANConfig(image_size=32, ngf=8))
     server = start_server(checkpoint, tmp / "app.log", **SMALL_BATCHES, torch_threads="1")
     try:
         server.wait_ready(timeout=120)

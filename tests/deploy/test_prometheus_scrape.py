@@ -19,10 +19,9 @@ from typing import Any
 
 import httpx
 import pytest
-import torch
 
-from models import DCGANConfig, Generator, Provenance, init_weights, save_generator
-from tests.conftest import require
+from models import DCGANConfig
+from tests.conftest import require, tiny_export
 from tests.live_server import SMALL_BATCHES, free_port, start_server
 
 from .conftest import REPO
@@ -64,11 +63,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``python -m app`` on a free port with a tiny random-weight checkpoint; yields its base URL."""
     tmp_path = tmp_path_factory.mktemp("server")
-    torch.manual_seed(0)
-    generator = Generator(DCGANConfig(image_size=32, ngf=8))
-    generator.apply(init_weights)
-    checkpoint = tmp_path / "tiny.safetensors"
-    save_generator(generator.eval(), checkpoint, Provenance(dataset="synthetic"))
+    checkpoint = tiny_export(tmp_path / "tiny.safetensors", DCGANConfig(image_size=32, ngf=8))
     app = start_server(checkpoint, tmp_path / "app.log", **SMALL_BATCHES, torch_threads="1")
     try:
         app.wait_ready(timeout=120)

@@ -25,6 +25,7 @@ from safetensors.torch import save_file
 
 from app.__main__ import main
 from app.engine import Engine, StartupError
+from models.checkpoint import content_sha256
 from tests.live_server import REPO, server_env
 
 
@@ -36,12 +37,23 @@ class Payload:
         return (os.system, (f"touch {self.canary}",))
 
 
+def write_flipped(good: Path, dst: Path) -> Path:
+    """One bit of one weight flipped: still finite, still the right shape; only the checksum can tell."""
+    data = bytearray(good.read_bytes())
+    data[8 + struct.unpack("<Q", data[:8])[0] + 64] ^= 0x01
+    dst.write_bytes(bytes(data))
+    return dst
+
+
 def read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     with safe_open(str(path), framework="pt") as f:
         return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata())  # noqa: SIM118
 
 
 def write(dst: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Path:
+    """A file with these tensors and metadata; its checksum matches them, so only the named problem is wrong."""
+    if "content_sha256" in meta:
+        meta = {**meta, "content_sha256": content_sha256(tensors)}
     save_file(tensors, str(dst), metadata=meta)
     return dst
 
@@ -99,7 +111,8 @@ def hostile_files(good: Path, d: Path) -> dict[str, tuple[Path, str]]:
             write(d / "nan.safetensors", tensors | {"main.0.weight": tensors["main.0.weight"] * float("nan")}, meta),
             "non-finite",
         ),
-        "wrong version": (write(d / "v2.safetensors", tensors, meta | {"format_version": "2"}), "format_version"),
+        "wrong version": (write(d / "v99.safetensors", tensors, meta | {"format_version": "99"}), "format_version"),
+        "flipped weight bit": (write_flipped(good, d / "flip.safetensors"), "content checksum mismatch"),
         "no format metadata": (write(d / "plain.safetensors", tensors, {}), "not a dcgan-faces"),
         "absurd config (nz 1e9)": (
             write(d / "nz.safetensors", tensors, bad_config('{"nz": 1000000000, "ngf": 8, "ndf": 8}')),

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from models import DCGANConfig
+from tests.conftest import tiny_export
 from training.config import TrainConfig
 
 TINY: dict[str, Any] = {
@@ -49,13 +51,4 @@ def write_image(path: Path, seed: int, size: tuple[int, int] = (40, 30), fmt: st
 @pytest.fixture
 def tiny_checkpoint(tmp_path: Path) -> Path:
     """A random (paper-init) 32x32 colour generator export."""
-    import torch
-
-    from models import DCGANConfig, Generator, Provenance, init_weights, save_generator
-
-    torch.manual_seed(0)
-    generator = Generator(DCGANConfig(nz=16, ngf=8, ndf=8, image_size=32))
-    generator.apply(init_weights)
-    path = tmp_path / "tiny.safetensors"
-    save_generator(generator.eval(), path, Provenance(dataset="synthetic"))
-    return path
+    return tiny_export(tmp_path / "tiny.safetensors", DCGANConfig(nz=16, ngf=8, ndf=8, image_size=32))
