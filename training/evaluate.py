@@ -62,8 +62,8 @@ def generated(generator: Generator, n: int, seed_base: int = EVAL_SEED_BASE, tra
 class Evaluator:
     """The held-out set's descriptors, computed once; ``score`` compares any image set with them."""
 
-    def __init__(self, reference: torch.Tensor, seed: int = 0) -> None:
-        self.size, self.n, self.seed = reference.shape[2], reference.shape[0], seed
+    def __init__(self, reference: torch.Tensor, seed: int = 0, seed_base: int = EVAL_SEED_BASE) -> None:
+        self.size, self.n, self.seed, self.seed_base = reference.shape[2], reference.shape[0], seed, seed_base
         self.reference = descriptors(reference, seed)
 
     def score(self, images: torch.Tensor) -> SWDResult:
@@ -72,7 +72,7 @@ class Evaluator:
         return swd(self.reference, descriptors(images, self.seed), self.size, self.seed)
 
     def score_generator(self, generator: Generator, train_bn: bool = False) -> SWDResult:
-        return self.score(generated(generator, self.n, train_bn=train_bn))
+        return self.score(generated(generator, self.n, self.seed_base, train_bn=train_bn))
 
 
 def random_init(config: TrainConfig, seed: int = 0) -> Generator:
@@ -112,7 +112,7 @@ def evaluate(args: argparse.Namespace) -> list[Row]:
     config = _data_config(args)
     held = load_holdout(config).images
     n = min(args.n, len(held))
-    evaluator = Evaluator(held[:n], args.seed)
+    evaluator = Evaluator(held[:n], args.seed, args.seed_base)
     jobs: dict[str, Callable[[Evaluator], SWDResult]] = {}
     if args.floor:
         train = load_images(config).images
@@ -146,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--random-init", action="store_true", help="score an untrained generator")
     parser.add_argument("--n", type=int, default=1000, help="images per set (at most the held-out count)")
     parser.add_argument("--seed", type=int, default=0, help="patch positions and projection directions")
+    parser.add_argument("--seed-base", type=int, default=EVAL_SEED_BASE, help="generated faces: seeds from here on")
     parser.add_argument("--dataset", choices=("folder", "celeba", "lfw-sample", "synthetic"), help="as dcgan-train")
     parser.add_argument("--data", help="image folder or CelebA root, as dcgan-train")
     parser.add_argument("--max-images", type=int, help="as dcgan-train")

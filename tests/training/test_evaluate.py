@@ -68,6 +68,9 @@ def test_evaluator_cli_prints_the_scale_in_one_run(
     assert "swd_32" in rows[ckpt] and rows[ckpt]["swd_mean"] > 0
     printed = capsys.readouterr().out
     assert "random-init generator" in printed and " 32px " in printed
+    other = tmp_path / "other-faces.json"
+    assert evaluate.main([*argv[:4], "--n", "8", "--seed-base", "2000000", "--json", str(other)]) == 0
+    assert json.loads(other.read_text())["rows"][0]["swd_mean"] != rows[ckpt]["swd_mean"]  # other generated faces
 
 
 def test_evaluator_cli_errors_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
