@@ -11,6 +11,7 @@ import io
 import struct
 import zlib
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -99,33 +100,22 @@ def grid(images: Pixels, cols: int | None = None) -> np.ndarray:
     return tile([list(array[i : i + cols]) for i in range(0, n, cols)])
 
 
+# Pillow's per-format options: GIF unoptimised (byte-stable), WebP lossless at a fixed effort
+_ANIMATION_OPTIONS: dict[str, dict[str, Any]] = {
+    "gif": {"format": "GIF", "optimize": False},
+    "webp": {"format": "WEBP", "lossless": True, "method": 4},
+}
+
+
 def animation(frames: torch.Tensor, fmt: str, frame_ms: int, comment: str) -> bytes:
     """(T, H, W, C) frames -> an animated GIF or lossless WebP that plays forward then back, forever."""
     order = list(range(frames.shape[0])) + list(range(frames.shape[0] - 2, 0, -1))  # ping-pong, no repeats
     images = [_pil(frames[i]) for i in order]
-    buf = io.BytesIO()
-    if fmt == "gif":
-        images[0].save(
-            buf,
-            format="GIF",
-            save_all=True,
-            append_images=images[1:],
-            duration=frame_ms,
-            loop=0,
-            comment=comment.encode(),
-            optimize=False,
-        )
-    elif fmt == "webp":
-        images[0].save(
-            buf,
-            format="WEBP",
-            save_all=True,
-            append_images=images[1:],
-            duration=frame_ms,
-            loop=0,
-            lossless=True,
-            method=4,
-        )
-    else:
+    if fmt not in _ANIMATION_OPTIONS:
         raise ValueError(f"unknown animation format {fmt!r}")
+    options: dict[str, Any] = {"comment": comment.encode()} if fmt == "gif" else {}  # WebP has no comment field
+    buf = io.BytesIO()
+    images[0].save(
+        buf, save_all=True, append_images=images[1:], duration=frame_ms, loop=0, **_ANIMATION_OPTIONS[fmt], **options
+    )
     return buf.getvalue()
