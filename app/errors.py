@@ -2,7 +2,8 @@
 
 - 422: validation (FastAPI's own, plus ``invalid()`` for settings- and model-dependent limits),
   answered without echoing the input (a NaN in it would not even serialise to JSON).
-- 413: the body cap (FastAPI's ``max_body_size``; with or without Content-Length, chunked too).
+- 413: the body cap (``app.lean_route``, the routes that read a body; with or without Content-Length,
+  chunked too).
 - 503 + Retry-After: not ready / shutting down, or the queue is full.  504: deadline passed.
 """
 

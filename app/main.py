@@ -46,14 +46,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,  # docs.install serves /docs without a CDN
         redoc_url=None,
-        max_body_size=settings.max_body_bytes,  # 413 with or without Content-Length, chunked bodies included
         telemetry=None if settings.opentelemetry else _NO_TELEMETRY,
     )
     app.state.service = service  # `python -m app` calls service.drain() on SIGTERM
+    app.state.max_body_bytes = settings.max_body_bytes  # LeanRoute's cap, the only routes that read a body
+    app.state.stock_routes = settings.opentelemetry  # LeanRoutes then take FastAPI's own (traced) path
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     errors.install(app, metrics)
     for module in (generate, interpolate, arithmetic, edit, latents, probes):
-        app.include_router(module.router)
+        app.router.routes.extend(module.router.routes)  # not include_router: it re-wraps every route per request
     docs.install(app)
     _static(app)
     return app

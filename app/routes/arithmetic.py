@@ -8,9 +8,10 @@ from fastapi.responses import JSONResponse
 from app.deps import SECURED, ServingService
 from app.errors import GENERATION_ERRORS
 from app.latent_rows import arithmetic_rows
+from app.lean_route import LeanRoute
 from app.schemas import PNG_OR_JSON, ArithmeticBody, ArithmeticOut, TermOut
 
-router = APIRouter(tags=["generate"])
+router = APIRouter(tags=["generate"], route_class=LeanRoute)
 
 
 @router.post(

@@ -10,15 +10,16 @@ from fastapi.responses import JSONResponse
 from app.deps import SECURED, AcceptingService, ServingService
 from app.errors import GENERATION_ERRORS
 from app.latent_rows import edit_rows
+from app.lean_route import LeanRoute
 from app.routes.interpolate import MEDIA
 from app.schemas import IMAGE_OR_JSON, DirectionOut, DirectionsOut, EditBody, EditFrameOut, EditOut
 
-router = APIRouter(tags=["edit"])
+router = APIRouter(tags=["edit"], route_class=LeanRoute)
 _DIRECTIONS_ERRORS: dict[int | str, dict[str, Any]] = {503: GENERATION_ERRORS[503]}
 
 
 @router.get("/v1/directions", response_model=DirectionsOut, responses=_DIRECTIONS_ERRORS, summary="Edit directions")
-async def directions(service: AcceptingService) -> DirectionsOut:
+async def directions(service: AcceptingService) -> Response:
     """The served model's directions: ``attribute`` ones fitted to CelebA's labels (InterFaceGAN), if the
     export carries them, and ``sefa-0``... found from the weights alone (SeFa), for every generator."""
     out = [
@@ -32,7 +33,8 @@ async def directions(service: AcceptingService) -> DirectionsOut:
         )
         for d in service.directions.values()
     ]
-    return DirectionsOut(model_id=service.info.model_id, nz=service.info.config.nz, directions=out)
+    info = service.info
+    return JSONResponse(DirectionsOut(model_id=info.model_id, nz=info.config.nz, directions=out).model_dump())
 
 
 @router.post(

@@ -10,10 +10,11 @@ from fastapi.responses import JSONResponse
 from app.deps import SECURED, ServingService
 from app.errors import GENERATION_ERRORS
 from app.latent_rows import generate_rows
+from app.lean_route import LeanRoute
 from app.schemas import HARD_MAX_ROWS, PNG_OR_JSON, GenerateBody, GenerateOut, ImageOut, Truncation
 from models.latent import SEED_MAX
 
-router = APIRouter(tags=["generate"])
+router = APIRouter(tags=["generate"], route_class=LeanRoute)
 
 
 @router.post(

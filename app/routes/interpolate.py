@@ -8,9 +8,10 @@ from fastapi.responses import JSONResponse
 from app.deps import SECURED, ServingService
 from app.errors import GENERATION_ERRORS
 from app.latent_rows import interpolation_rows
+from app.lean_route import LeanRoute
 from app.schemas import IMAGE_OR_JSON, FrameOut, InterpolateBody, InterpolateOut
 
-router = APIRouter(tags=["generate"])
+router = APIRouter(tags=["generate"], route_class=LeanRoute)
 MEDIA = {"strip": "image/png", "gif": "image/gif", "webp": "image/webp"}
 
 
