@@ -55,13 +55,15 @@ class Batcher:
         self._computing: dict[asyncio.Task[None], list[Pending]] = {}
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # start()'s
 
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="batcher")
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run(), name="batcher")
 
     async def stop(self) -> None:
         """Stop consuming; requests queued or computing fail with ``NotRunning``."""
@@ -83,30 +85,40 @@ class Batcher:
 
         Raises ``QueueFull`` at once, ``DeadlineExceeded`` after ``timeout_s``, ``ClientGone``, ``NotRunning``
         or the forward's ``GeneratorFailed``."""
-        if not self.running:
+        loop = self._loop
+        if loop is None or not self.running:
             raise NotRunning("the generator is not ready")
         n = len(rows)
         assert 0 < n <= self.policy.max_rows, "settings keep every request within one batch"
         if self._queued_rows + n > self.max_queued_rows:
             self._metrics.rejected("queue_full")
             raise QueueFull(f"queue full ({self._queued_rows} of {self.max_queued_rows} images queued)")
-        loop = asyncio.get_running_loop()
         item = Pending(rows, output, loop.create_future(), loop.time() + timeout_s, is_disconnected)
         self._queue.append(item)
         self._set_queued(self._queued_rows + n)
         self.policy.arrived(item.enqueued)
         self._wakeup.set()
+        deadline = loop.call_at(item.deadline, self._expire, item, timeout_s)  # one timer, not asyncio.timeout
         try:
-            async with asyncio.timeout(timeout_s):
-                return await item.future
-        except TimeoutError:
-            self._metrics.rejected("deadline")
-            raise DeadlineExceeded(f"not served within the {timeout_s:g} s deadline") from None
+            return await item.future
         finally:
-            given_up = item.future.cancel() or item.future.cancelled()  # deadline, or the task was cancelled
-            if given_up and item in self._queue:  # never compute it, and free its place in the queue now
-                self._queue.remove(item)
-                self._set_queued(self._queued_rows - n)
+            deadline.cancel()
+            if item.future.cancel() or item.future.cancelled():  # the awaiting task itself was cancelled
+                self._dequeue(item)
+
+    def _expire(self, item: Pending, timeout_s: float) -> None:
+        """The deadline timer: fail the request (504) and free its place, unless it was answered already."""
+        if item.future.done():
+            return
+        self._metrics.rejected("deadline")
+        item.future.set_exception(DeadlineExceeded(f"not served within the {timeout_s:g} s deadline"))
+        self._dequeue(item)
+
+    def _dequeue(self, item: Pending) -> None:
+        """Never compute ``item`` if it is still queued, and free its place in the queue now."""
+        if item in self._queue:
+            self._queue.remove(item)
+            self._set_queued(self._queued_rows - len(item.rows))
 
     def _set_queued(self, rows: int) -> None:
         self._queued_rows = rows

@@ -31,6 +31,7 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import HTTPException, Request, Response
 from fastapi._compat import field_annotation_is_sequence
@@ -78,6 +79,7 @@ class LeanRoute(APIRoute):
         self._query = [_Query(f.name, f.alias, f, f.field_info.is_required(), f.default) for f in d.query_params]
         self._body = self.body_field  # None: the route takes no body
         self._body_required = self._body is not None and self._body.field_info.is_required()
+        self._body_default = None if self._body is None or self._body_required else self._body.default
         self.app = self._handle
 
     def _check(self, d: Dependant) -> None:
@@ -137,13 +139,14 @@ class LeanRoute(APIRoute):
         if self._body is None:
             return []
         if body is NO_BODY:
-            values[self._body.name] = self._body.default
+            values[self._body.name] = self._body_default
             return [_missing(("body",))] if self._body_required else []
         values[self._body.name], errors = self._body.validate(body, loc=("body",))
         return list(errors)
 
     def _validate_query(self, request: Request, values: dict[str, Any]) -> list[dict[str, Any]]:
-        params = request.query_params  # Starlette's parse, as FastAPI reads it (the last of repeated keys)
+        # Starlette's QueryParams parse, as FastAPI reads it (the last of repeated keys), minus the multidict
+        params = dict(parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True))
         errors: list[dict[str, Any]] = []
         for q in self._query:
             raw = params.get(q.alias)
@@ -178,8 +181,11 @@ class LeanRoute(APIRoute):
 
 async def _read_capped(request: Request, limit: int) -> bytes:
     """The request body; 413 as soon as it (or its Content-Length) passes ``limit`` bytes."""
-    if _content_length(request) > limit:
+    length = _content_length(request)
+    if length is not None and length > limit:
         raise HTTPException(413, TOO_LARGE)
+    if length == 0:
+        return b""  # nothing to read (ASGI does not ask an app to drain an empty body)
     chunks, size = [], 0
     try:
         async for chunk in request.stream():
@@ -202,12 +208,15 @@ def _is_json(content_type: str) -> bool:
     return message.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
-def _content_length(request: Request) -> int:
-    """The declared body length; 0 when absent or not a number (Starlette's rule)."""
-    try:
-        return int(request.headers.get("content-length", "0"))
-    except ValueError:
-        return 0
+def _content_length(request: Request) -> int | None:
+    """The declared body length; None when absent or not a number (Starlette's rule)."""
+    for name, value in request.scope["headers"]:  # one pass over the raw headers, without a Headers object
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
 
 
 def _immutable(value: Any) -> bool:
