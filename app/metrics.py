@@ -22,17 +22,22 @@ REJECTION_REASONS = ("queue_full", "deadline", "disconnected", "invalid")
 
 class QueueDepth:
     """``dcgan_queue_depth_images`` plus its high-water mark ``dcgan_queue_depth_max_images`` (since start),
-    so a scrape every few seconds still proves the queue never went past its bound between scrapes."""
+    so a scrape every few seconds still proves the queue never went past its bound between scrapes.
+
+    ``set`` is called on every submit and every batch: it stores a plain int that the gauge reads when
+    scraped (no lock per call), and touches the peak gauge only when a new peak is reached."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.rows = 0
         self.current = Gauge("dcgan_queue_depth_images", "Latent rows waiting in the batcher queue", registry=registry)
+        self.current.set_function(lambda: self.rows)
         self.peak = Gauge(
             "dcgan_queue_depth_max_images", "Most latent rows ever waiting in the batcher queue", registry=registry
         )
-        self._peak = 0.0
+        self._peak = 0
 
-    def set(self, rows: float) -> None:
-        self.current.set(rows)
+    def set(self, rows: int) -> None:
+        self.rows = rows
         if rows > self._peak:
             self._peak = rows
             self.peak.set(rows)
@@ -86,9 +91,10 @@ class Metrics:
         )
         # every reason's series exists from the start (zeros), so dashboards see them before the first refusal
         self._rejected = {reason: self.rejections.labels(reason) for reason in REJECTION_REASONS}
-        self.in_flight = Gauge(
+        self.in_flight = 0  # HTTP requests being handled now; only the event loop changes it
+        Gauge(
             "dcgan_http_requests_in_flight", "HTTP requests being handled now (the autoscaling signal)", registry=r
-        )
+        ).set_function(lambda: self.in_flight)
 
 
     def describe_model(self, info: ExportInfo, device: object, dtype: object) -> None:
@@ -166,11 +172,11 @@ class HttpMetricsMiddleware:
         scope.setdefault("state", {})[ARRIVED] = time.monotonic()  # the request deadline counts from here
         counted = path not in _PROBE_PATHS  # a scrape must not count itself as load
         if counted:
-            self.metrics.in_flight.inc()
+            self.metrics.in_flight += 1
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
             if counted:
-                self.metrics.in_flight.dec()
+                self.metrics.in_flight -= 1
             route = _route_template(scope, path, root_path)
             self._observe(route, scope["method"], status["code"], time.perf_counter() - start)

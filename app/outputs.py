@@ -34,7 +34,9 @@ class Output(Protocol):
 def png_text(info: ExportInfo, endpoint: str, **params: Any) -> dict[str, str]:
     """PNG text chunks: the model, the endpoint and its parameters (strings as they are, the rest as JSON)."""
     text = {"dcgan:model_id": info.model_id, "dcgan:sha256": info.sha256, "dcgan:endpoint": endpoint}
-    text.update({f"dcgan:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in params.items()})
+    for key, value in params.items():
+        kind = type(value)  # str and int (not bool) spelled out: json.dumps would give the same text, slower
+        text["dcgan:" + key] = value if kind is str else str(value) if kind is int else json.dumps(value)
     return text
 
 

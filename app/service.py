@@ -173,7 +173,7 @@ class Service:
     def _time_left(self, request: Request) -> float:
         """The deadline counts from the request's arrival, not from ``submit``: under overload a request can
         wait in the event loop before it reaches the batcher, and that wait is part of its latency."""
-        arrived = getattr(request.state, ARRIVED, None)
+        arrived = request.scope.get("state", {}).get(ARRIVED)
         left = self.settings.request_timeout_s - (time.monotonic() - arrived if arrived is not None else 0.0)
         if left <= 0:
             self.metrics.rejected("deadline")

@@ -10,10 +10,13 @@ from typing import Annotated, Any
 
 import pytest
 from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, Request, Response
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import SecretStr
+from starlette.datastructures import QueryParams
 
 from app.deps import ServingService
-from app.lean_route import LeanRoute
+from app.lean_route import LeanRoute, query_params
 from app.main import create_app
 from app.settings import Settings
 from tests.app.conftest import TINY, Served, client_for
@@ -207,3 +210,10 @@ def test_refuses_what_it_would_handle_differently() -> None:
     for endpoint in (two_dependencies, header, listed, background, plain):
         with pytest.raises(TypeError, match="LeanRoute /x: unsupported"):
             declare(endpoint)
+
+
+@given(st.text(alphabet="ab=&%+;2 \xe9", max_size=24))
+def test_query_params_parse_as_starlette_does(text: str) -> None:
+    """The split fast path and the parse_qsl fallback agree with Starlette's QueryParams (last key wins)."""
+    raw = text.encode("latin-1")
+    assert query_params(raw) == dict(QueryParams(raw))
