@@ -16,11 +16,11 @@ signature outside these shapes is refused when the route is declared, so no rout
 FastAPI feature. One difference, on purpose: a 413 is always the documented JSON error, where
 FastAPI's path answers Starlette's plain text when a Content-Length announces the size.
 
-Per app (``app.state``): ``max_body_bytes`` is the body cap, and ``stock_routes`` sends these routes
-down FastAPI's own path instead (``reference_app``, under the same cap). ``create_app`` sets it when
-FastAPI's OpenTelemetry is on (``DCGAN_OPENTELEMETRY``: its tracing sees the dependency and endpoint
-steps); the tests set it to check that both paths answer every request alike. App-level
-``dependency_overrides`` also take FastAPI's path.
+Per app, ``app.state.lean`` (a ``LeanConfig``) holds the body cap, and ``stock``, which sends these
+routes down FastAPI's own path instead (``reference_app``, under the same cap). ``create_app`` sets
+``stock`` when FastAPI's OpenTelemetry is on (``DCGAN_OPENTELEMETRY``: its tracing sees the
+dependency and endpoint steps); the tests set it to check that both paths answer every request alike.
+App-level ``dependency_overrides`` also take FastAPI's path.
 """
 
 from __future__ import annotations
@@ -45,6 +45,14 @@ from starlette.types import Receive, Scope, Send
 TOO_LARGE = "Content Too Large"  # Starlette's words for its body limit (RequestBodyLimitMiddleware)
 UNPARSABLE = "There was an error parsing the body"  # FastAPI's
 NO_BODY = object()  # the request had no body bytes (a JSON `null` body is None)
+
+
+@dataclass(frozen=True)
+class LeanConfig:
+    """What an app's LeanRoutes read per request, as ``app.state.lean``."""
+
+    max_body_bytes: int  # a longer body is a 413
+    stock: bool = False  # take FastAPI's own request path instead
 
 
 @dataclass(frozen=True)
@@ -114,11 +122,11 @@ class LeanRoute(APIRoute):
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send)
-        state = request.app.state
-        if state.stock_routes or request.app.dependency_overrides:  # FastAPI's own path
-            await RequestBodyLimitMiddleware(self.reference_app, state.max_body_bytes)(scope, receive, send)
+        config: LeanConfig = request.app.state.lean
+        if config.stock or request.app.dependency_overrides:  # FastAPI's own path
+            await RequestBodyLimitMiddleware(self.reference_app, config.max_body_bytes)(scope, receive, send)
             return
-        response = await self.endpoint(**await self._arguments(request, state.max_body_bytes))
+        response = await self.endpoint(**await self._arguments(request, config.max_body_bytes))
         if not isinstance(response, Response):
             raise TypeError(f"LeanRoute {self.path}: the endpoint must return a Response, got {type(response)}")
         await response(scope, receive, send)

@@ -13,6 +13,7 @@ from fastapi.telemetry import TelemetryConfig
 
 from app import docs, errors
 from app.gc_tuning import frozen_startup_heap
+from app.lean_route import LeanConfig
 from app.metrics import HttpMetricsMiddleware, Metrics
 from app.routes import arithmetic, edit, generate, interpolate, latents, probes
 from app.service import Service
@@ -49,8 +50,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry=None if settings.opentelemetry else _NO_TELEMETRY,
     )
     app.state.service = service  # `python -m app` calls service.drain() on SIGTERM
-    app.state.max_body_bytes = settings.max_body_bytes  # LeanRoute's cap, the only routes that read a body
-    app.state.stock_routes = settings.opentelemetry  # LeanRoutes then take FastAPI's own (traced) path
+    # The body cap of the LeanRoutes, the only routes that read a body; with OpenTelemetry they take
+    # FastAPI's own path, which it traces step by step.
+    app.state.lean = LeanConfig(max_body_bytes=settings.max_body_bytes, stock=settings.opentelemetry)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     errors.install(app, metrics)
     for module in (generate, interpolate, arithmetic, edit, latents, probes):

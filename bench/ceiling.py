@@ -10,9 +10,11 @@ workers, encoders), read from ``/proc/<pid>/task``.
     python -m bench.ceiling --sleep-ms-per-row 0.8 0.4 0.1 --concurrency 128
     python -m bench.ceiling --baseline 6605058       # also the code of that commit, in the same run
     python -m bench.ceiling --floors                 # also a bare FastAPI and a bare Starlette route
+    python -m bench.ceiling --rounds 3               # every server 3 times, interleaved: the median row
 
-``--baseline REV`` checks REV out into a temporary git worktree and measures its server first, with
-the same checkpoint, clients and forward, so a change's before/after comes from one run.
+``--baseline REV`` checks REV out into a temporary git worktree and measures its servers (real and
+sleep forwards) first, with the same checkpoint, clients and forward, so a change's before/after
+comes from one run; ``--rounds`` interleaves every server's repeats.
 
 Writes ``docs/benchmarks/ceiling-<tag>.json``. See docs/benchmarks/README.md.
 """
@@ -74,6 +76,42 @@ def level(pool: ProcessPoolExecutor, url: str, pid: int, args: argparse.Namespac
     return row
 
 
+def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round whose event-loop CPU per request is the median, with every round's figure beside it."""
+    ranked = sorted(rows, key=lambda row: row["event_loop_ms_per_request"])
+    return ranked[(len(ranked) - 1) // 2] | {"event_loop_ms_rounds": [r["event_loop_ms_per_request"] for r in rows]}
+
+
+def measure(
+    pool: ProcessPoolExecutor, runs: list[tuple[str, list[str] | None, Path]], args: argparse.Namespace
+) -> dict[str, dict[str, Any]]:
+    """Each server's n=1 level, ``args.rounds`` times, interleaved so that a slow minute on a shared machine
+    hits every server; each server's median round."""
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in runs}
+    for _ in range(args.rounds):
+        for name, command, code in runs:
+            with server(args.checkpoint, "cpu", {}, None, command, code) as srv:
+                row = level(pool, srv.url, srv.pid, args)
+            rows[name].append(row)
+            print(
+                f"{name:18s} {row['img_s']:7.0f} img/s  p99 {row['p99_ms']:6.1f} ms  img/forward "
+                f"{row['mean_images_per_forward']:5.1f}  server CPU per request: event loop "
+                f"{row['event_loop_ms_per_request']:.3f} ms, other threads "
+                f"{row['other_threads_ms_per_request']:.3f} ms"
+                f"  ({row['server_cpu_cores']:.2f} cores, client {row['client_cpu_cores']:.2f})",
+                flush=True,
+            )
+    medians = {name: median_row(measured) for name, measured in rows.items()}
+    if args.rounds > 1:
+        for name, row in medians.items():
+            spread = ", ".join(f"{ms:.3f}" for ms in row["event_loop_ms_rounds"])
+            print(
+                f"{name:18s} median of {args.rounds}: event loop {row['event_loop_ms_per_request']:.3f} ms"
+                f" per request ({spread}), {row['img_s']:.0f} img/s, p99 {row['p99_ms']:.1f} ms"
+            )
+    return medians
+
+
 @contextlib.contextmanager
 def worktree(rev: str) -> Iterator[Path]:
     """The code of ``rev`` in a temporary git worktree (its ``python -m app`` imports that tree's packages)."""
@@ -97,14 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--client-cpus", type=int, nargs="*", default=[(os.cpu_count() or 1) - 1])
     p.add_argument("--baseline", help="also measure the server of this git revision (a temporary worktree)")
     p.add_argument("--floors", action="store_true", help="also bare FastAPI/Starlette floors")
+    p.add_argument("--rounds", type=int, default=1, help="measure every server this many times, interleaved")
     p.add_argument("--limit-seconds", type=float, default=3.0, help="timing of the forward limit (0: skip it)")
     p.add_argument("--tag", default="cpu")
     p.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks")
     args = p.parse_args(argv)
     runs: list[tuple[str, list[str] | None, Path]] = [("real forward", None, REPO)]
-    for ms in args.sleep_ms_per_row:
-        sleepy = [sys.executable, "-m", "bench.sleepy_server", "--ms-per-row", str(ms)]
-        runs.append((f"sleep {ms:g} ms/row", sleepy, REPO))
+    sleepy = {f"sleep {ms:g} ms/row": [sys.executable, "-m", "bench.sleepy_server", "--ms-per-row", str(ms)]
+              for ms in args.sleep_ms_per_row}  # fmt: skip
+    runs += [(name, command, REPO) for name, command in sleepy.items()]
     if args.floors:
         for kind in ("fastapi", "starlette"):
             runs.append((f"bare {kind} route", [sys.executable, "-m", "bench.bare_server", "--kind", kind], REPO))
@@ -113,22 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         if args.baseline:
             tree = stack.enter_context(worktree(args.baseline))
-            runs.insert(0, (f"real forward @ {args.baseline}", None, tree))
+            at = f" @ {args.baseline}"
+            runs[:0] = [("real forward" + at, None, tree)] + [(name + at, c, tree) for name, c in sleepy.items()]
         pool = stack.enter_context(
             ProcessPoolExecutor(1, mp_context=spawn, initializer=loadgen.pin, initargs=(args.client_cpus,))
         )
         pool.submit(int).result()
-        for name, command, code in runs:
-            with server(args.checkpoint, "cpu", {}, None, command, code) as srv:
-                row = level(pool, srv.url, srv.pid, args)
-            results["runs"][name] = row
-            print(
-                f"{name:18s} {row['img_s']:7.0f} img/s  p99 {row['p99_ms']:6.1f} ms  img/forward "
-                f"{row['mean_images_per_forward']:5.1f}  server CPU per request: event loop "
-                f"{row['event_loop_ms_per_request']:.3f} ms, other threads {row['other_threads_ms_per_request']:.3f} ms"
-                f"  ({row['server_cpu_cores']:.2f} cores, client {row['client_cpu_cores']:.2f})",
-                flush=True,
-            )
+        results["runs"] = measure(pool, runs, args)
     if args.limit_seconds > 0:  # G(z) alone, as bench.serve measures it: what end-to-end img/s is compared with
         threads = [1, os.cpu_count() or 1]
         limit = forward_limit(args.checkpoint, "cpu", sorted(set(threads)), 256, args.limit_seconds)

@@ -3,6 +3,7 @@ bytes), and refuses, when declared, the signatures it would handle differently."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
@@ -97,7 +98,7 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="module")
 async def pair(checkpoint: Any) -> AsyncIterator[Callable[[bool], tuple[Served, Served]]]:
-    """Two apps each with and without a key: LeanRoute's path, and FastAPI's own (``stock_routes``)."""
+    """Two apps each with and without a key: LeanRoute's path, and FastAPI's own (``LeanConfig.stock``)."""
     async with AsyncExitStack() as stack:
         apps: dict[tuple[bool, bool], Served] = {}
         for keyed in (False, True):
@@ -106,7 +107,7 @@ async def pair(checkpoint: Any) -> AsyncIterator[Callable[[bool], tuple[Served, 
                 settings = Settings(checkpoint=checkpoint, device="cpu", max_batch_images=64, max_body_bytes=CAP)
                 settings = settings.model_copy(update={"api_key": key})
                 app = create_app(settings)
-                app.state.stock_routes = stock
+                app.state.lean = dataclasses.replace(app.state.lean, stock=stock)
                 await stack.enter_async_context(app.router.lifespan_context(app))
                 apps[keyed, stock] = Served(app, await stack.enter_async_context(client_for(app)))
         yield lambda keyed: (apps[keyed, False], apps[keyed, True])
@@ -158,7 +159,7 @@ async def test_over_the_cap_is_the_documented_413(pair: Callable[[bool], tuple[S
 
 
 async def test_the_lean_path_is_the_one_taken(pair: Callable[[bool], tuple[Served, Served]]) -> None:
-    """Without ``stock_routes`` FastAPI's handler never runs: the comparison above compares two paths."""
+    """Unless ``stock``, FastAPI's handler never runs: the comparison above compares two paths."""
     lean, stock = pair(False)
     route = next(r for r in lean.app.routes if isinstance(r, LeanRoute) and r.path == "/generate")
     calls: list[str] = []
