@@ -167,8 +167,8 @@ def main(argv: list[str] | None = None) -> int:
             if name.startswith("bare"):
                 continue
             row["over_limit"] = row["img_s"] / limit["max_batch_img_s"]
-            limit_img_s = limit["max_batch_img_s"]
-            print(f"{name:18s} end to end / forward limit ({limit_img_s:.0f} img/s): {row['over_limit']:.2f}")
+            limit_img_s, how = limit["max_batch_img_s"], limit["max_batch_by"]
+            print(f"{name:18s} end to end / forward limit ({limit_img_s:.0f} img/s, {how}): {row['over_limit']:.2f}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"ceiling-{args.tag}.json").write_text(json.dumps(results, indent=1) + "\n")
     return 0

@@ -74,7 +74,8 @@ def format_summary(results: dict[str, Any]) -> str:
                      f"{run['render_max_batch']:.0f}")  # fmt: skip
     lines.append(
         f"limit at batch {limit['max_batch']}: {limit['max_batch_img_s']:.0f} img/s "
-        f"({limit['max_batch_threads']} threads); with the server's {limit['server_threads']}: "
+        f"({limit.get('max_batch_by', str(limit['max_batch_threads']) + ' threads')}); "
+        f"with the server's {limit['server_threads']}: "
         f"{limit['server_threads_max_batch_img_s']:.0f}; peak over batch sizes {limit['peak_img_s']:.0f}"
     )
     if "batched_img_s" in s:
@@ -119,7 +120,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
             bottom.plot(conc, [r["p99_ms"] for r in rows], marker="o", label=mode)
         limit = results["limit"]
         top.axhline(
-            limit["max_batch_img_s"], color="grey", ls="--", label=f"G(z), {limit['max_batch_threads']} threads"
+            limit["max_batch_img_s"], color="grey", ls="--", label=f"G(z), {limit.get('max_batch_by', 'best')}"
         )
         top.axhline(limit["server_threads_max_batch_img_s"], color="grey", ls=":", label="G(z), server's threads")
         top.set_title(workload)
