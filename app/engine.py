@@ -8,12 +8,12 @@ so a latent's pixels do not depend on the batch it shares.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 
 import torch
 
+from app.cpu_quota import usable_cpus
 from models import Direction, ExportInfo, Generator, load_export
 from models.directions import label_sefa, sefa
 from models.sampling import padded_rows, render
@@ -46,8 +46,8 @@ def resolve_device(spec: str, *, announce: bool = True) -> torch.device:
 
 
 def _cores() -> int:
-    """CPU cores this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """CPUs this process may use: its affinity mask, capped by a container's cgroup CPU quota."""
+    return usable_cpus()
 
 
 def forward_workers(setting: int | None, device: torch.device) -> int:

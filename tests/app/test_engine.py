@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from app import cpu_quota
 from app.engine import Engine, forward_workers, torch_threads
 from models.latent import latents_for_seeds
 from models.sampling import render
@@ -32,6 +33,13 @@ def test_chunked_forward_gives_every_latent_its_own_pixels(checkpoint: Path, chu
     assert len(calls) == -(-50 // chunk_rows) and max(calls) == chunk_rows  # pieces, each padded to 8
 
 
+@pytest.fixture
+def no_cgroup_quota(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The core counts below are the affinity mask's: the machine running the tests may sit under a quota."""
+    monkeypatch.setattr(cpu_quota, "cgroup_quota", lambda *args: None)
+
+
+@pytest.mark.usefixtures("no_cgroup_quota")
 def test_thread_policy_leaves_a_core_for_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     assert torch_threads(3, torch.device("cpu")) == 3  # an explicit setting wins
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
@@ -43,6 +51,7 @@ def test_thread_policy_leaves_a_core_for_the_event_loop(monkeypatch: pytest.Monk
     assert torch_threads(None, torch.device("cuda")) == torch.get_num_threads()  # the GPU does the work
 
 
+@pytest.mark.usefixtures("no_cgroup_quota")
 def test_worker_policy_runs_one_thread_forwards_side_by_side_on_a_small_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert forward_workers(3, cpu) == 3 and forward_workers(None, cuda) == 1
