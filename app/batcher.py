@@ -1,10 +1,11 @@
 """Cross-request micro-batching: many requests' latent rows, one generator forward.
 
 The shape of Ray Serve's ``_BatchQueue`` and LitServe's batched loop: each request puts its rows on
-one queue and awaits one future; one consumer collects requests until the policy says go (rows or
-time), fails those whose deadline passed or whose client left, and hands the rest to ``compute``
-(the forward pool) as one batch. ``compute`` returns one result per request, in order; a failed
-forward fails that batch's requests only. When a request's result is an exception, only it fails.
+one queue and awaits one future under one deadline timer (which fails it and takes it off the
+queue); one consumer collects requests until the policy says go (rows or time), fails those whose
+client left, and hands the rest to ``compute`` (the forward pool) as one batch. ``compute`` returns
+one result per request, in order; a failed forward fails that batch's requests only. When a
+request's result is an exception, only it fails.
 """
 
 from __future__ import annotations
@@ -159,13 +160,9 @@ class Batcher:
         return batch
 
     async def _live(self, batch: list[Pending]) -> list[Pending]:
-        """Fail, and never compute, requests whose deadline passed or whose client left (asked all at once,
-        and only of requests that waited a while: each question costs an event-loop turn)."""
-        now, started = asyncio.get_running_loop().time(), time.perf_counter()
-        for item in batch:
-            if not item.future.done() and now >= item.deadline:
-                self._metrics.rejected("deadline")
-                item.future.set_exception(DeadlineExceeded("deadline passed while queued"))
+        """Fail, and never compute, requests whose client left (asked all at once, and only of requests that
+        waited a while: each question costs an event-loop turn). A deadline's timer has dequeued its own."""
+        started = time.perf_counter()
         live = [item for item in batch if not item.future.done()]
         ask = [i for i in live if i.is_disconnected is not None and self.policy.ask_if_gone(started - i.enqueued)]
         answers = await asyncio.gather(*(i.is_disconnected() for i in ask if i.is_disconnected is not None))
