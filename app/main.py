@@ -13,6 +13,7 @@ from fastapi.telemetry import TelemetryConfig
 
 from app import docs, errors
 from app.gc_tuning import frozen_startup_heap
+from app.lean_app import LeanApp
 from app.lean_route import LeanConfig
 from app.metrics import HttpMetricsMiddleware, Metrics
 from app.routes import arithmetic, edit, generate, interpolate, latents, probes
@@ -40,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await service.stop()
 
-    app = FastAPI(
+    app = LeanApp(
         title="dcgan-faces",
         summary="Synthetic faces from a DCGAN: generate, interpolate, vector arithmetic, semantic edits; batched.",
         version="0.1.0",
