@@ -77,7 +77,8 @@ def level(pool: ProcessPoolExecutor, url: str, pid: int, args: argparse.Namespac
 
 
 def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The round whose event-loop CPU per request is the median, with every round's figure beside it."""
+    """The round whose event-loop CPU per request is the median (the lower of the middle two for an even
+    number of rounds), with every round's figure beside it."""
     ranked = sorted(rows, key=lambda row: row["event_loop_ms_per_request"])
     return ranked[(len(ranked) - 1) // 2] | {"event_loop_ms_rounds": [r["event_loop_ms_per_request"] for r in rows]}
 
