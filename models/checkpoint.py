@@ -57,6 +57,7 @@ class Provenance:
     selection: dict[str, Any] = field(default_factory=dict)  # max_images, holdout, the files trained on / held out
     quality: dict[str, Any] = field(default_factory=dict)  # e.g. SWD x 10^3 against the held-out images
     terms: str = ""  # usage terms the weights inherit from their data (CelebA: non-commercial research only)
+    recipe: dict[str, Any] = field(default_factory=dict)  # the training settings: width, batch, lr, amp, augment...
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,9 @@ HELP = {
     "ema_decay": "per-step decay of the EMA generator",
     "out": "run directory: config.json, log.jsonl, samples/, state.safetensors, generator.safetensors",
     "resume": "continue the run in --out from its state.safetensors",
-    "amp": "bf16 autocast (CUDA only)",
+    "amp": "bf16 autocast: on CUDA, or on a CPU with AVX-512 BF16 or AMX (refused elsewhere); losses stay fp32",
+    "augment": "DiffAugment policy applied to D's real and generated inputs: a comma list of color, translation, "
+    "cutout (e.g. color,translation,cutout); '' for none",
     "compile": "torch.compile G and D",
     "channels_last": "channels-last memory format",
     "bn_recal_samples": "random latents used to recompute BatchNorm statistics before export",

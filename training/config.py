@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from models.config import IMAGE_SIZES, DCGANConfig
+from training.augment import parse_policy
 
 DATASETS = ("folder", "celeba", "lfw-sample", "synthetic")
 DEVICES = ("auto", "cpu", "cuda")
@@ -42,7 +43,8 @@ class TrainConfig:
     out: str = "runs/train"
     resume: bool = False
     device: str = "auto"
-    amp: bool = False  # bf16 autocast, CUDA only
+    amp: bool = False  # bf16 autocast: CUDA, or a CPU with AVX-512 BF16 / AMX (models.precision)
+    augment: str = ""  # DiffAugment policy for D's inputs, e.g. "color,translation,cutout" ('' : none)
     compile: bool = False
     channels_last: bool = False
     ema_decay: float = 0.999  # per step, ramped up over the first steps (see steps.ema_beta)
@@ -91,6 +93,14 @@ class TrainConfig:
                 raise ValueError(f"{option(name)} must be a float in [0, 1), got {value!r}")
         if not self.out:
             raise ValueError("--out must be a directory path")
+        parse_policy(self.augment)  # raises naming --augment
+
+    @property
+    def recipe(self) -> dict[str, Any]:
+        """What shaped the weights, for the export's provenance: every setting but paths and logging."""
+        skip = {"data", "out", "resume", "device", "export", "cache_dir", "tensorboard", "log_every"}
+        skip |= {"sample_every", "checkpoint_every", "eval_every", "snapshot_every", "eval_images"}
+        return {k: v for k, v in self.to_dict().items() if k not in skip}
 
     @property
     def model(self) -> DCGANConfig:

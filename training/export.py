@@ -59,6 +59,7 @@ def export_run(run_dir: str | Path, out: str | Path, use_ema: bool = True, recal
         bn_recalibrated=True,
         code_version=code_version(),
         selection={"max_images": state.config.max_images, "holdout": state.config.holdout},
+        recipe=state.config.recipe,
     )
     generator = recalibrate_bn(state.generator(use_ema), recal_samples or state.config.bn_recal_samples)
     save_generator(generator, Path(out), provenance)

@@ -17,6 +17,7 @@ from torchvision.utils import make_grid, save_image
 from models.checkpoint import Provenance, code_version, save_generator
 from models.dcgan import Generator
 from models.latent import latents_for_seeds
+from models.precision import check_bf16
 from models.sampling import render
 from training import steps
 from training.config import RESUMABLE_CHANGES, TrainConfig, option
@@ -38,8 +39,8 @@ DATA_TERMS = {  # what a generator inherits from its data; recorded in the expor
 
 class Trainer:
     def __init__(self, config: TrainConfig, info: Dist, device: torch.device) -> None:
-        if config.amp and device.type != "cuda":
-            raise ValueError(f"--amp (bf16 autocast) needs a CUDA device; this run is on {device}")
+        if config.amp:
+            check_bf16(device, "--amp")  # a CPU without AVX-512 BF16 / AMX would emulate bf16: refused
         self.config, self.info, self.device = config, info, device
         self.run_dir = Path(config.out)
         self.data = _load_data(config, info)
@@ -49,6 +50,7 @@ class Trainer:
         self.nets = steps.build_nets(config, device, info)
         self.loop_rng = torch.Generator().manual_seed(config.seed + 7919 * info.rank)  # latents and flips
         self.amp = steps.autocast(config, device)
+        self.augment = steps.augmenter(config.augment, self.loop_rng)  # D's inputs; identity without --augment
         self.step = 0
         self.evaluator: Evaluator | None = None
         if config.resume:
@@ -99,8 +101,8 @@ class Trainer:
         real = steps.real_batch(self.images, idx, flip.to(self.device))  # (B, 3, S, S)
         if cfg.channels_last:
             real = real.contiguous(memory_format=torch.channels_last)
-        loss_d, d_x, d_g_z1, fake = steps.d_step(nets, real, z, self.amp)  # (1) update D
-        loss_g, d_g_z2 = steps.g_step(nets, fake, self.amp)  # (2) update G
+        loss_d, d_x, d_g_z1, fake = steps.d_step(nets, real, z, self.amp, self.augment)  # (1) update D
+        loss_g, d_g_z2 = steps.g_step(nets, fake, self.amp, self.augment)  # (2) update G
         steps.ema_update(nets.G_ema, nets.G, steps.ema_beta(cfg.ema_decay, self.step))  # EMA
         self.step += 1
         return {"loss_d": loss_d, "loss_g": loss_g, "d_x": d_x, "d_g_z1": d_g_z1, "d_g_z2": d_g_z2}
@@ -155,6 +157,7 @@ class Trainer:
             selection={"max_images": cfg.max_images, "holdout": cfg.holdout, "trained_on": data.files},
             quality=quality or {},
             terms=DATA_TERMS.get(data.name, ""),
+            recipe=cfg.recipe,
         )
 
     def sample_grid(self) -> Path:

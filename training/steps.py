@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +21,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from models.dcgan import Discriminator, Generator, init_weights
+from training.augment import diff_augment, parse_policy
 from training.config import TrainConfig
 from training.distributed import Dist, wrap
 
@@ -95,24 +98,47 @@ def real_batch(images: torch.Tensor, idx: torch.Tensor, flip: torch.Tensor) -> t
 
 
 def autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager[object]:
-    if config.amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast for G's and D's forwards under --amp (CUDA, or a CPU that the loop checked has native
+    bf16). The convolutions run in bf16; the logits are cast back to fp32 before the BCE losses, and the
+    optimizers, Adam moments, EMA and BN statistics stay fp32 (bf16's 8-bit mantissa would stall them)."""
+    if config.amp:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
+Augment = Callable[[torch.Tensor], torch.Tensor]
+
+
+def augmenter(policy: str, rng: torch.Generator) -> Augment:
+    """--augment's DiffAugment as one function of D's input batch, drawing from the loop's ``rng``."""
+    names = parse_policy(policy)
+    if not names:
+        return _identity
+    return functools.partial(diff_augment, policy=names, rng=rng)
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
 def d_step(
-    nets: Nets, real: torch.Tensor, z: torch.Tensor, amp: contextlib.AbstractContextManager[object]
+    nets: Nets,
+    real: torch.Tensor,
+    z: torch.Tensor,
+    amp: contextlib.AbstractContextManager[object],
+    augment: Augment = _identity,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(1) Update D: maximise log D(x) + log(1 - D(G(z))), real and fake in separate batches (as the
-    tutorial: each gets its own BatchNorm statistics). Returns Loss_D, D(x), D(G(z)) and the fakes."""
+    tutorial: each gets its own BatchNorm statistics). D sees both through ``augment`` (DiffAugment or
+    the identity). Returns Loss_D, D(x), D(G(z)) and the (unaugmented) fakes."""
     nets.opt_D.zero_grad(set_to_none=True)
     with amp:
-        logits_real = nets.D_fwd(real).float()  # (B,)
+        logits_real = nets.D_fwd(augment(real)).float()  # (B,)
     loss_real = F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))
     loss_real.backward()
     with amp:
         fake = nets.G_fwd(z)  # (B, 3, S, S)
-        logits_fake = nets.D_fwd(fake.detach()).float()  # (B,); no gradient into G here
+        logits_fake = nets.D_fwd(augment(fake.detach())).float()  # (B,); no gradient into G here
     loss_fake = F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
     loss_fake.backward()
     nets.opt_D.step()
@@ -120,7 +146,7 @@ def d_step(
 
 
 def g_step(
-    nets: Nets, fake: torch.Tensor, amp: contextlib.AbstractContextManager[object]
+    nets: Nets, fake: torch.Tensor, amp: contextlib.AbstractContextManager[object], augment: Augment = _identity
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(2) Update G with the non-saturating loss: maximise log D(G(z)) through the just-updated D.
 
@@ -132,7 +158,7 @@ def g_step(
     nets.D.requires_grad_(not freeze)
     try:
         with amp:
-            logits = nets.D_fwd(fake).float()  # (B,)
+            logits = nets.D_fwd(augment(fake)).float()  # (B,); the gradient flows back through augment
         loss = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))  # fakes labelled real
         loss.backward()
     finally:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from models import load_generator
+from models import load_generator, precision
 from models.dcgan import Generator
 from tests.training.conftest import write_image
 from training import export, steps
@@ -44,7 +44,7 @@ def test_a_few_real_steps_write_every_output(tiny_config: Callable[..., TrainCon
     assert info.provenance["ema"] is True and info.provenance["bn_recalibrated"] is True
 
 
-def test_channels_last_trains_and_amp_needs_cuda(tiny_config: Callable[..., TrainConfig]) -> None:
+def test_channels_last_trains(tiny_config: Callable[..., TrainConfig]) -> None:
     trainer = train(tiny_config(steps=2, channels_last=True), Dist(), CPU)
     assert all(math.isfinite(r["loss_g"]) for r in steps_logged(Path(tiny_config().out)))
     cl = torch.channels_last
@@ -55,8 +55,30 @@ def test_channels_last_trains_and_amp_needs_cuda(tiny_config: Callable[..., Trai
     fake = trainer.nets.G(torch.randn(4, trainer.config.nz))
     assert fake.is_contiguous(memory_format=cl) and not fake.is_contiguous()  # activations stay NHWC
     assert real.contiguous(memory_format=cl).is_contiguous(memory_format=cl)
-    with pytest.raises(ValueError, match="--amp"):
+
+
+def test_amp_on_a_cpu_without_native_bf16_is_refused(
+    tiny_config: Callable[..., TrainConfig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(precision, "cpu_flags", lambda cpuinfo=None: frozenset({"avx2", "avx512f"}))
+    with pytest.raises(ValueError, match="--amp: bf16 on the CPU needs AVX-512 BF16 or AMX"):
         train(tiny_config(steps=2, amp=True), Dist(), CPU)
+
+
+@pytest.mark.skipif(not precision.cpu_bf16_support(), reason="this CPU has neither AVX-512 BF16 nor AMX")
+def test_amp_with_augment_on_the_cpu_resumes_exactly(tiny_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+    """bf16 autocast + DiffAugment: the losses stay fp32 and finite, and --resume is still exact."""
+    opts = {"amp": True, "augment": "color,translation,cutout", "channels_last": True}
+    whole = train(tiny_config(steps=4, checkpoint_every=2, out=str(tmp_path / "whole"), **opts), Dist(), CPU)
+    train(tiny_config(steps=2, out=str(tmp_path / "part"), **opts), Dist(), CPU)
+    train(tiny_config(steps=4, out=str(tmp_path / "part"), resume=True, **opts), Dist(), CPU)
+    rows = steps_logged(tmp_path / "whole")
+    assert rows == steps_logged(tmp_path / "part") and all(math.isfinite(r["loss_d"]) for r in rows)
+    assert all(p.dtype == torch.float32 for p in whole.nets.G.parameters())  # weights and Adam stay fp32
+    _, info = load_generator(tmp_path / "whole" / "generator.safetensors")
+    assert info.provenance["recipe"]["amp"] is True
+    assert info.provenance["recipe"]["augment"] == "color,translation,cutout"
+    assert "data" not in info.provenance["recipe"] and "out" not in info.provenance["recipe"]
 
 
 def test_resume_reproduces_an_uninterrupted_run(tiny_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
