@@ -57,11 +57,13 @@ def write_jpegs(root: Path, n: int, size: int) -> None:
 class Ours:
     """``training.loop.Trainer`` as shipped, stepped with its own ``train_step``."""
 
-    def __init__(self, args: argparse.Namespace, data: Path, cache: Path, run_dir: Path, device: torch.device):
+    def __init__(
+        self, args: argparse.Namespace, data: Path, cache: Path, run_dir: Path, device: torch.device, amp: bool = False
+    ):
         config = TrainConfig(
             dataset="folder", data=str(data), cache_dir=str(cache), out=str(run_dir), image_size=args.image_size,
             ngf=args.ngf, ndf=args.ndf, batch_size=args.batch_size, steps=10**6, tensorboard=False,
-            device=device.type, channels_last=args.channels_last, compile=args.compile,
+            device=device.type, channels_last=args.channels_last, compile=args.compile, amp=amp,
         )  # fmt: skip
         self.trainer = Trainer(config, Dist(), device)
         self.cpu = {"user_s": 0.0, "system_s": 0.0}
@@ -190,6 +192,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for both (default: torch's)")
     p.add_argument("--channels-last", action="store_true", help="ours: --channels-last")
     p.add_argument("--compile", action="store_true", help="ours: --compile")
+    p.add_argument("--amp", action="store_true", help="also time ours with --amp (bf16 autocast), in the same rounds")
     p.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks", help="output folder")
     return p.parse_args(argv)
 
@@ -217,13 +220,22 @@ def main(argv: list[str] | None = None) -> int:
         result["images"], result["skipped"] = len(decoded.images), decoded.skipped
         ours = Ours(args, data, root / "cache", root / "run", device)
         runners: dict[str, Ours | Tutorial] = {"ours": ours, "tutorial": Tutorial(args, data, device)}
+        if args.amp:  # same data, model and rounds: only the precision differs
+            runners["ours_bf16"] = Ours(args, data, root / "cache", root / "run-bf16", device, amp=True)
         rates = timed_rounds(runners, args)
-        ours.trainer.log.close()
+        for runner in runners.values():
+            if isinstance(runner, Ours):
+                runner.trainer.log.close()
     for name, values in rates.items():
         cpu = {k: round(v, 2) for k, v in runners[name].cpu.items()}
         result[name] = {"img_s": statistics.median(values), "rounds": values, "cpu": cpu}
     result["ours"]["config"] = {"channels_last": args.channels_last, "compile": args.compile}
     result["ratio"] = result["ours"]["img_s"] / result["tutorial"]["img_s"]
+    bf16 = ""
+    if args.amp:
+        result["ours_bf16"]["config"] = {**result["ours"]["config"], "amp": True}
+        result["bf16_vs_fp32"] = result["ours_bf16"]["img_s"] / result["ours"]["img_s"]
+        bf16 = f"; ours --amp (bf16) {result['ours_bf16']['img_s']:.1f} img/s = {result['bf16_vs_fp32']:.2f}x fp32"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"train-{args.tag or device.type}.json").write_text(json.dumps(result, indent=1) + "\n")
     print(
@@ -232,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         f"ratio {result['ratio']:.2f}x (decode into the cache {result['cache_build_s']:.1f} s, once; read it back "
         f"{result['cache_load_s']:.2f} s); rounds: ours {[round(r, 1) for r in rates['ours']]}, tutorial "
         f"{[round(r, 1) for r in rates['tutorial']]}; CPU user/system: ours {result['ours']['cpu']}, "
-        f"tutorial {result['tutorial']['cpu']}"
+        f"tutorial {result['tutorial']['cpu']}{bf16}"
     )
     return 0
 
