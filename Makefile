@@ -38,17 +38,21 @@ serve: $(STAMP)
 # Reproduces checkpoints/demo-faces-64.safetensors from CelebA's first 10,000 aligned images: trains on
 # 1-9,000, holds 9,001-10,000 out for SWD. One torch thread: two threads on cores that other work
 # shares spin-wait and run 2-5x slower. CELEBA is a CelebA root (holding img_align_celeba/).
+# DiffAugment (--augment) for the small dataset; bf16 autocast (--amp) where the CPU has native bf16
+# (DEMO_AMP= to train in fp32: the result then differs in its bits, not in its recipe otherwise).
 CELEBA ?=
 DEMO_RUN ?= runs/demo
 DEMO := checkpoints/demo-faces-64.safetensors
 CLASSIFIER := checkpoints/attributes-64.safetensors
+DEMO_AMP ?= $(shell grep -qsE 'avx512_bf16|amx_bf16' /proc/cpuinfo && echo --amp)
 NEED_CELEBA = @test -n "$(CELEBA)" || { echo "usage: make $@ CELEBA=<CelebA root: img_align_celeba/, list_attr_celeba.txt>" >&2; exit 2; }
 
 train-demo: $(STAMP)
 	$(NEED_CELEBA)
 	OMP_NUM_THREADS=1 $(PY) -m training --dataset celeba --data $(CELEBA) --max-images 10000 --holdout 1000 \
-		--image-size 64 --ngf 32 --ndf 32 --batch-size 128 --channels-last --steps 3000 --seed 1 \
-		--eval-every 750 --snapshot-every 750 --out $(DEMO_RUN) --export $(DEMO)
+		--image-size 64 --ngf 32 --ndf 32 --batch-size 128 --channels-last $(DEMO_AMP) \
+		--augment color,translation,cutout --steps 10000 --seed 1 \
+		--eval-every 1250 --snapshot-every 1250 --checkpoint-every 250 --out $(DEMO_RUN) --export $(DEMO)
 	$(MAKE) demo-directions CELEBA=$(CELEBA)
 
 # The attribute classifier (trained on images 1-9,000, tested on 9,001-10,000) and the demo's
@@ -59,12 +63,16 @@ demo-directions: $(STAMP)
 	$(PY) -m training.directions --checkpoint $(DEMO) --classifier $(CLASSIFIER) --out $(DEMO) \
 		--report docs/edits/edit-success.json
 
-# The quality table of the model card: SWD with its scale, in one run (docs/quality/demo-quality.json).
+# The quality table of the model card: SWD with its scale, in one run (docs/quality/demo-quality.json):
+# the real-vs-real floor, an untrained generator, the run at 25/50/75 % and the demo; OLD_DEMO=PATH
+# adds an earlier export (e.g. `git show cb4fa3b:checkpoints/demo-faces-64.safetensors`) to the table.
+OLD_DEMO ?=
 demo-quality: $(STAMP)
 	$(NEED_CELEBA)
 	$(PY) -m training.evaluate --run $(DEMO_RUN) --data $(CELEBA) --floor --random-init \
-		--checkpoint $(DEMO_RUN)/snapshots/generator-step-0000750.safetensors \
-		$(DEMO_RUN)/snapshots/generator-step-0001500.safetensors $(DEMO) --json docs/quality/demo-quality.json
+		--checkpoint $(OLD_DEMO) $(DEMO_RUN)/snapshots/generator-step-0002500.safetensors \
+		$(DEMO_RUN)/snapshots/generator-step-0005000.safetensors \
+		$(DEMO_RUN)/snapshots/generator-step-0007500.safetensors $(DEMO) --json docs/quality/demo-quality.json
 
 # The earlier grey demo, for machines without CelebA: scikit-image's 100 LFW faces (25x25, grey).
 train-demo-lfw: $(STAMP)
