@@ -51,7 +51,7 @@ train-demo: $(STAMP)
 	$(NEED_CELEBA)
 	OMP_NUM_THREADS=1 $(PY) -m training --dataset celeba --data $(CELEBA) --max-images 10000 --holdout 1000 \
 		--image-size 64 --ngf 32 --ndf 32 --batch-size 128 --channels-last $(DEMO_AMP) \
-		--augment color,translation,cutout --steps 10000 --seed 1 \
+		--augment color,translation,cutout --steps 15000 --seed 1 \
 		--eval-every 1250 --snapshot-every 1250 --checkpoint-every 250 --out $(DEMO_RUN) --export $(DEMO)
 	$(MAKE) demo-directions CELEBA=$(CELEBA)
 
@@ -70,9 +70,9 @@ OLD_DEMO ?=
 demo-quality: $(STAMP)
 	$(NEED_CELEBA)
 	$(PY) -m training.evaluate --run $(DEMO_RUN) --data $(CELEBA) --floor --random-init \
-		--checkpoint $(OLD_DEMO) $(DEMO_RUN)/snapshots/generator-step-0002500.safetensors \
-		$(DEMO_RUN)/snapshots/generator-step-0005000.safetensors \
-		$(DEMO_RUN)/snapshots/generator-step-0007500.safetensors $(DEMO) --json docs/quality/demo-quality.json
+		--checkpoint $(OLD_DEMO) $(DEMO_RUN)/snapshots/generator-step-0003750.safetensors \
+		$(DEMO_RUN)/snapshots/generator-step-0007500.safetensors \
+		$(DEMO_RUN)/snapshots/generator-step-0011250.safetensors $(DEMO) --json docs/quality/demo-quality.json
 
 # The earlier grey demo, for machines without CelebA: scikit-image's 100 LFW faces (25x25, grey).
 train-demo-lfw: $(STAMP)
