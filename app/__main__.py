@@ -76,7 +76,8 @@ def main() -> int:
         return 2
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
-        Engine.preflight(str(settings.checkpoint), settings.device)  # the lifespan loads it for real
+        # the lifespan loads it for real
+        Engine.preflight(str(settings.checkpoint), settings.device, settings.precision)
     except StartupError as e:
         hint = "" if settings.checkpoint.exists() else " (set DCGAN_CHECKPOINT; `make train-demo` builds the demo one)"
         print(f"dcgan-serve: error: {e}{hint}", file=sys.stderr)

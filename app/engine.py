@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from app.cpu_quota import usable_cpus
 from models import Direction, ExportInfo, Generator, load_export
 from models.directions import label_sefa, sefa
+from models.precision import DTYPES, cast, check_bf16, cuda_bf16_native
 from models.sampling import padded_rows, render
 
 log = logging.getLogger("app.engine")
@@ -43,6 +44,18 @@ def resolve_device(spec: str, *, announce: bool = True) -> torch.device:
             f"device {spec!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)"
         )
     return device
+
+
+def check_precision(device: torch.device, precision: str) -> None:
+    """bf16 only where it is native (``models.precision`` owns the gate); ``StartupError`` naming the setting."""
+    if precision == "fp32":
+        return
+    try:
+        check_bf16(device, f"DCGAN_PRECISION={precision}")
+    except ValueError as e:
+        raise StartupError(str(e)) from None
+    if device.type == "cuda" and not cuda_bf16_native(device):
+        log.warning("DCGAN_PRECISION=%s on %s: emulated before sm 8.0, likely slower than fp32", precision, device)
 
 
 def _cores() -> int:
@@ -91,15 +104,18 @@ class Engine:
     directions: dict[str, Direction] = field(default_factory=dict)  # by name: the export's, then sefa-0..
 
     @classmethod
-    def preflight(cls, checkpoint: str, device_spec: str) -> None:
-        """Validate the device and the whole export (on the CPU) without keeping anything; ``StartupError`` if not."""
-        resolve_device(device_spec, announce=False)
+    def preflight(cls, checkpoint: str, device_spec: str, precision: str = "fp32") -> None:
+        """Validate the device, the precision on it and the whole export (on the CPU) without keeping
+        anything; ``StartupError`` if not."""
+        check_precision(resolve_device(device_spec, announce=False), precision)
         cls._load(checkpoint, torch.device("cpu"))
 
     @classmethod
-    def load(cls, checkpoint: str, device_spec: str) -> Engine:
-        """Load the export onto the device; raises ``StartupError`` with one clear line."""
-        return cls._load(checkpoint, resolve_device(device_spec))
+    def load(cls, checkpoint: str, device_spec: str, precision: str = "fp32") -> Engine:
+        """Load the export onto the device, to run in ``precision``; raises ``StartupError`` with one clear line."""
+        device = resolve_device(device_spec)
+        check_precision(device, precision)
+        return cls._load(checkpoint, device).in_precision(precision)
 
     @classmethod
     def _load(cls, checkpoint: str, device: torch.device) -> Engine:
@@ -112,6 +128,16 @@ class Engine:
         stored = list(export.directions)  # attribute directions the export carries (format 2)
         found = stored + label_sefa(sefa(export.generator), stored)  # SeFa: every generator, old exports too
         return cls(export.generator, export.info, device, directions={d.name: d for d in found})
+
+    def in_precision(self, precision: str) -> Engine:
+        """Forward in ``precision`` from now on. bf16 is another model as far as clients can tell (other
+        pixels), so the model id says it (``-bf16``, on every PNG and response). Directions stay the fp32
+        generator's: they are latent vectors, computed before the cast."""
+        if precision != "fp32":
+            self.generator = cast(self.generator, precision)
+            self.info = replace(self.info, precision=precision)
+            self.dtype = DTYPES[precision]
+        return self
 
     @property
     def nz(self) -> int:

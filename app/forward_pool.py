@@ -68,4 +68,3 @@ class ForwardPool:
 
     def close(self) -> None:
         self._threads.shutdown(wait=True)
-

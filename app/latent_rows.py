@@ -84,9 +84,7 @@ def interpolation_rows(body: InterpolateBody, nz: int, max_steps: int) -> tuple[
     return t, path(a, b, t)  # (T, nz)
 
 
-def direction_vector(
-    directions: Mapping[str, Direction], name: str, loc: tuple[str | int, ...]
-) -> torch.Tensor:
+def direction_vector(directions: Mapping[str, Direction], name: str, loc: tuple[str | int, ...]) -> torch.Tensor:
     """A named direction's unit vector (nz,); 422 at ``loc`` naming it and listing the known ones."""
     if name not in directions:
         raise invalid(loc, f"unknown direction {name!r}; known: {', '.join(directions) or 'none'}")

@@ -96,7 +96,6 @@ class Metrics:
             "dcgan_http_requests_in_flight", "HTTP requests being handled now (the autoscaling signal)", registry=r
         ).set_function(lambda: self.in_flight)
 
-
     def describe_model(self, info: ExportInfo, device: object, dtype: object) -> None:
         """``dcgan_model_info``: the served export, its size, device and dtype, as labels of a constant 1."""
         config = info.config

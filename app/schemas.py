@@ -256,6 +256,7 @@ class ModelOut(BaseModel):
     provenance: dict[str, object]
     device: str
     dtype: str
+    precision: str  # fp32 | bf16 (DCGAN_PRECISION); bf16's model_id ends in -bf16
     max_images_per_request: int
     max_batch_images: int
     max_interpolation_steps: int

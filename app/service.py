@@ -71,7 +71,7 @@ class Service:
 
     async def start(self) -> None:
         s = self.settings
-        engine = await asyncio.to_thread(Engine.load, str(s.checkpoint), s.device)
+        engine = await asyncio.to_thread(Engine.load, str(s.checkpoint), s.device, s.precision)
         cpu = engine.device.type == "cpu"
         workers = forward_workers(s.forward_workers, engine.device)
         torch.set_num_threads(torch_threads(s.torch_threads, engine.device, workers))
@@ -156,10 +156,12 @@ class Service:
             output = Grid(text, cols=len(body.strengths))
         elif body.format == "json":
             plain = png_text(self.info, "generate", seed=seed, truncation=trunc)
-            output = Pngs([
-                plain if s == 0 else png_text(self.info, "edit", seed=seed, truncation=trunc, strength=s, **params)
-                for s in body.strengths
-            ])
+            output = Pngs(
+                [
+                    plain if s == 0 else png_text(self.info, "edit", seed=seed, truncation=trunc, strength=s, **params)
+                    for s in body.strengths
+                ]
+            )
         else:
             output = Animation(body.format, body.frame_ms, json.dumps(text, sort_keys=True))
         return await self._submit(z, output, request)

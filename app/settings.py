@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,6 +29,9 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="bind address of `python -m app`")
     port: int = Field(default=8000, ge=0, le=65535, description="bind port of `python -m app`")
     api_key: SecretStr | None = Field(default=None, description="if set, generation routes need `X-API-Key` or Bearer")
+    precision: Literal["fp32", "bf16"] = Field(
+        default="fp32", description="fp32 | bf16 (opt-in: needs AVX-512 BF16 or AMX on a CPU; its own model id)"
+    )
     max_images_per_request: int = Field(default=64, ge=1, le=1024, description="largest n (images) one request may ask")
     max_batch_images: int = Field(default=256, ge=1, le=4096, description="latent rows per generator forward")
     cpu_chunk_rows: int = Field(

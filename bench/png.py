@@ -16,6 +16,7 @@ docs/benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import re
@@ -82,6 +83,12 @@ def _filtered(array: np.ndarray, kind: str) -> bytes:
     return out.tobytes()
 
 
+def _libdeflate(data: bytes, level: int) -> bytes:
+    import deflate
+
+    return bytes(deflate.zlib_compress(data, level))
+
+
 def _deflaters() -> dict[str, Callable[[bytes], bytes]]:
     """Available zlib-stream compressors by name (a missing library is left out)."""
     out: dict[str, Callable[[bytes], bytes]] = {
@@ -92,7 +99,7 @@ def _deflaters() -> dict[str, Callable[[bytes], bytes]]:
         from isal import isal_zlib
 
         for level in (0, 1, 2, 3):
-            out[f"isal-{level}"] = lambda d, lv=level: isal_zlib.compress(d, lv)
+            out[f"isal-{level}"] = functools.partial(isal_zlib.compress, level=level)
     except ImportError:
         print("isal: not installed, skipped", file=sys.stderr)
     try:
@@ -103,10 +110,10 @@ def _deflaters() -> dict[str, Callable[[bytes], bytes]]:
     except ImportError:
         print("zlib-ng: not installed, skipped", file=sys.stderr)
     try:
-        import deflate
+        import deflate  # noqa: F401  (only whether it is there)
 
         for level in (1, 6):
-            out[f"libdeflate-{level}"] = lambda d, lv=level: deflate.zlib_compress(d, lv)
+            out[f"libdeflate-{level}"] = functools.partial(_libdeflate, level=level)
     except ImportError:
         print("deflate (libdeflate): not installed, skipped", file=sys.stderr)
     return out
@@ -124,10 +131,8 @@ def _writer(filter_kind: str, deflater: Callable[[bytes], bytes]) -> Encoder:
 def _assemble(array: np.ndarray, text: dict[str, str], idat: bytes) -> bytes:
     h, w, c = array.shape
     header = encoding.struct.pack(">IIBBBBB", w, h, 8, encoding._PNG_COLOUR[c], 0, 0, 0)
-    return b"".join(
-        [encoding._PNG_SIGNATURE, encoding._chunk(b"IHDR", header), _texts(text)]
-        + [encoding._chunk(b"IDAT", idat), encoding._chunk(b"IEND", b"")]
-    )
+    head = [encoding._PNG_SIGNATURE, encoding._chunk(b"IHDR", header), _texts(text)]
+    return b"".join([*head, encoding._chunk(b"IDAT", idat), encoding._chunk(b"IEND", b"")])
 
 
 def _texts(text: dict[str, str]) -> bytes:
@@ -168,10 +173,12 @@ def candidates() -> dict[str, Encoder]:
     try:
         import imagecodecs
 
-        out["imagecodecs libpng 1, sub, RLE"] = _spliced(lambda a: imagecodecs.png_encode(a, 1, strategy=3, filter=16))
-        out["imagecodecs libpng 1, all filters"] = _spliced(lambda a: imagecodecs.png_encode(a, 1))
-        out["imagecodecs libpng 6"] = _spliced(lambda a: imagecodecs.png_encode(a, 6))
-        out["imagecodecs spng 1"] = _spliced(lambda a: imagecodecs.spng_encode(a, 1))
+        out["imagecodecs libpng 1, sub, RLE"] = _spliced(
+            lambda a: bytes(imagecodecs.png_encode(a, 1, strategy=3, filter=16))
+        )
+        out["imagecodecs libpng 1, all filters"] = _spliced(lambda a: bytes(imagecodecs.png_encode(a, 1)))
+        out["imagecodecs libpng 6"] = _spliced(lambda a: bytes(imagecodecs.png_encode(a, 6)))
+        out["imagecodecs spng 1"] = _spliced(lambda a: bytes(imagecodecs.spng_encode(a, 1)))
     except ImportError:
         print("imagecodecs: not installed, skipped", file=sys.stderr)
     try:
@@ -184,7 +191,8 @@ def candidates() -> dict[str, Encoder]:
         import pyvips
 
         def vips(array: np.ndarray, compression: int, filt: str) -> bytes:
-            image = pyvips.Image.new_from_memory(array.tobytes(), array.shape[1], array.shape[0], array.shape[2], "uchar")
+            h, w, c = array.shape
+            image = pyvips.Image.new_from_memory(array.tobytes(), w, h, c, "uchar")
             return bytes(image.pngsave_buffer(compression=compression, filter=filt, strip=True))
 
         out["pyvips 1, sub"] = _spliced(lambda a: vips(a, 1, "sub"))

@@ -69,10 +69,13 @@ class ExportInfo:
     provenance: dict[str, Any]
     sha256: str
     format_version: str = FORMAT_VERSION
+    precision: str = "fp32"  # what the weights compute in once loaded (``models.precision``): part of the identity
 
     @cached_property
     def model_id(self) -> str:  # cached: a server puts it on every image, and Path() is not free
-        return f"{Path(self.path).stem}-{self.sha256[:12]}"
+        """``<file stem>-<sha256[:12]>``, then ``-bf16`` for a bf16 forward: other pixels, so another model."""
+        suffix = "" if self.precision == "fp32" else f"-{self.precision}"
+        return f"{Path(self.path).stem}-{self.sha256[:12]}{suffix}"
 
 
 class Export(NamedTuple):

@@ -28,10 +28,13 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def render(generator: Generator, z: torch.Tensor) -> torch.Tensor:
-    """Latents (N, nz) -> images (N, H, W, C) uint8 on the CPU. ``generator`` must be in eval mode."""
+    """Latents (N, nz) -> images (N, H, W, C) uint8 on the CPU. ``generator`` must be in eval mode.
+
+    The forward runs in the generator's own dtype (float32, or bfloat16 from ``models.precision.cast``).
+    """
     if generator.training:
         raise RuntimeError("render() needs an eval-mode generator (train-mode BatchNorm mixes the batch)")
     n = z.shape[0]
-    device = next(generator.parameters()).device
-    z = F.pad(z, (0, 0, 0, padded_rows(n) - n)).to(device, non_blocking=True)  # (N', nz)
-    return to_uint8(generator(z)[:n]).cpu()
+    weight = next(generator.parameters())
+    z = F.pad(z, (0, 0, 0, padded_rows(n) - n)).to(weight.device, weight.dtype, non_blocking=True)  # (N', nz)
+    return to_uint8(generator(z)[:n].float()).cpu()  # .float(): a no-op in fp32; bf16 rounds to uint8 in fp32

@@ -29,9 +29,7 @@ def parse_seeds(text: str) -> list[int]:
 _ERRORS: dict[int | str, dict[str, Any]] = {c: GENERATION_ERRORS[c] for c in (401, 422, 503)}  # no body, no batcher
 
 
-@router.get(
-    "/latents", response_model=LatentsOut, responses=_ERRORS, summary="Latents of seeds", openapi_extra=SECURED
-)
+@router.get("/latents", response_model=LatentsOut, responses=_ERRORS, summary="Latents of seeds", openapi_extra=SECURED)
 async def latents(
     service: ServingService,
     seeds: Annotated[

@@ -43,6 +43,7 @@ async def model(service: AcceptingService) -> ModelOut:
         provenance=info.provenance,
         device=str(engine.device),
         dtype=str(engine.dtype).removeprefix("torch."),
+        precision=info.precision,
         max_images_per_request=service.settings.max_images_per_request,
         max_batch_images=service.settings.max_batch_images,
         max_interpolation_steps=service.settings.max_interpolation_steps,
