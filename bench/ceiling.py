@@ -11,10 +11,14 @@ workers, encoders), read from ``/proc/<pid>/task``.
     python -m bench.ceiling --baseline 6605058       # also the code of that commit, in the same run
     python -m bench.ceiling --floors                 # also a bare FastAPI and a bare Starlette route
     python -m bench.ceiling --rounds 3               # every server 3 times, interleaved: the median row
+    python -m bench.ceiling --workloads n1 n16 --precision fp32 bf16   # n=16 too; the server in each precision
 
 ``--baseline REV`` checks REV out into a temporary git worktree and measures its servers (real and
 sleep forwards) first, with the same checkpoint, clients and forward, so a change's before/after
-comes from one run; ``--rounds`` interleaves every server's repeats.
+comes from one run; ``--rounds`` interleaves every server's repeats. ``--precision`` runs this tree's real
+forward once per ``DCGAN_PRECISION`` (the baseline and the sleep servers as they are). Each row also gives
+the process's whole CPU per request (event loop + other threads), and each server's img/s over the
+baseline's, workload by workload.
 
 Writes ``docs/benchmarks/ceiling-<tag>.json``. See docs/benchmarks/README.md.
 """
@@ -55,8 +59,8 @@ def thread_cpu(pid: int) -> dict[str, float]:
     return out
 
 
-def level(pool: ProcessPoolExecutor, url: str, pid: int, args: argparse.Namespace) -> dict[str, Any]:
-    """One n=1 level; per-thread CPU is sampled over the same window the client measures."""
+def level(pool: ProcessPoolExecutor, url: str, pid: int, workload: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One level of ``workload`` (n1, n16); per-thread CPU is sampled over the same window the client measures."""
     samples: list[dict[str, float]] = []
 
     def sample() -> None:
@@ -66,51 +70,72 @@ def level(pool: ProcessPoolExecutor, url: str, pid: int, args: argparse.Namespac
         samples.append(thread_cpu(pid))
 
     sampler = threading.Thread(target=sample)
-    job = pool.submit(loadgen.run_level, url, pid, "n1", args.concurrency, args.warmup, args.duration, "raw")
+    job = pool.submit(loadgen.run_level, url, pid, workload, args.concurrency, args.warmup, args.duration, "raw")
     sampler.start()
     row = report.level_row(json.loads(job.result()))
     sampler.join()
     requests = max(1.0, row["req_s"] * args.duration)
     for key in ("event_loop", "other_threads"):
         row[f"{key}_ms_per_request"] = (samples[1][key] - samples[0][key]) / requests * 1000
+    row["process_ms_per_request"] = row["event_loop_ms_per_request"] + row["other_threads_ms_per_request"]
     return row
 
 
 def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The round whose event-loop CPU per request is the median (the lower of the middle two for an even
-    number of rounds), with every round's figure beside it."""
+    number of rounds), with every round's figures beside it."""
     ranked = sorted(rows, key=lambda row: row["event_loop_ms_per_request"])
-    return ranked[(len(ranked) - 1) // 2] | {"event_loop_ms_rounds": [r["event_loop_ms_per_request"] for r in rows]}
+    rounds = {"event_loop_ms_rounds": [r["event_loop_ms_per_request"] for r in rows]}
+    return ranked[(len(ranked) - 1) // 2] | rounds | {"img_s_rounds": [r["img_s"] for r in rows]}
 
 
-def measure(
-    pool: ProcessPoolExecutor, runs: list[tuple[str, list[str] | None, Path]], args: argparse.Namespace
-) -> dict[str, dict[str, Any]]:
-    """Each server's n=1 level, ``args.rounds`` times, interleaved so that a slow minute on a shared machine
-    hits every server; each server's median round."""
-    rows: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in runs}
+Run = tuple[str, list[str] | None, Path, dict[str, str]]  # name, server command (None: python -m app), tree, env
+
+
+def measure(pool: ProcessPoolExecutor, runs: list[Run], args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Each server's levels (every workload, one server start), ``args.rounds`` times, interleaved so that a
+    slow minute on a shared machine hits every server; each (server, workload)'s median round."""
+    keys = [f"{name} {w}" if len(args.workloads) > 1 else name for name, *_ in runs for w in args.workloads]
+    rows: dict[str, list[dict[str, Any]]] = {key: [] for key in keys}
     for _ in range(args.rounds):
-        for name, command, code in runs:
-            with server(args.checkpoint, "cpu", {}, None, command, code) as srv:
-                row = level(pool, srv.url, srv.pid, args)
-            rows[name].append(row)
-            print(
-                f"{name:18s} {row['img_s']:7.0f} img/s  p99 {row['p99_ms']:6.1f} ms  img/forward "
-                f"{row['mean_images_per_forward']:5.1f}  server CPU per request: event loop "
-                f"{row['event_loop_ms_per_request']:.3f} ms, other threads "
-                f"{row['other_threads_ms_per_request']:.3f} ms"
-                f"  ({row['server_cpu_cores']:.2f} cores, client {row['client_cpu_cores']:.2f})",
-                flush=True,
-            )
-    medians = {name: median_row(measured) for name, measured in rows.items()}
+        for name, command, code, env in runs:
+            with server(args.checkpoint, "cpu", env, None, command, code) as srv:
+                for workload in args.workloads:
+                    row = level(pool, srv.url, srv.pid, workload, args)
+                    key = f"{name} {workload}" if len(args.workloads) > 1 else name
+                    rows[key].append(row)
+                    print(
+                        f"{key:22s} {row['img_s']:7.0f} img/s  p99 {row['p99_ms']:6.1f} ms  img/forward "
+                        f"{row['mean_images_per_forward']:5.1f}  server CPU per request: event loop "
+                        f"{row['event_loop_ms_per_request']:.3f} ms, other threads "
+                        f"{row['other_threads_ms_per_request']:.3f} ms, process {row['process_ms_per_request']:.3f}"
+                        f" ms  ({row['server_cpu_cores']:.2f} cores, client {row['client_cpu_cores']:.2f})",
+                        flush=True,
+                    )
+    medians = {key: median_row(measured) for key, measured in rows.items()}
     if args.rounds > 1:
-        for name, row in medians.items():
+        for key, row in medians.items():
             spread = ", ".join(f"{ms:.3f}" for ms in row["event_loop_ms_rounds"])
             print(
-                f"{name:18s} median of {args.rounds}: event loop {row['event_loop_ms_per_request']:.3f} ms"
-                f" per request ({spread}), {row['img_s']:.0f} img/s, p99 {row['p99_ms']:.1f} ms"
+                f"{key:22s} median of {args.rounds}: event loop {row['event_loop_ms_per_request']:.3f} ms"
+                f" per request ({spread}), process {row['process_ms_per_request']:.3f} ms,"
+                f" {row['img_s']:.0f} img/s ({', '.join(f'{v:.0f}' for v in row['img_s_rounds'])}),"
+                f" p99 {row['p99_ms']:.1f} ms"
             )
     return medians
+
+
+def over_baseline(medians: dict[str, dict[str, Any]], baseline: str, workloads: list[str]) -> None:
+    """Each row's img/s over the baseline's real forward at the same workload (printed and stored)."""
+    for workload in workloads:
+        suffix = f" {workload}" if len(workloads) > 1 else ""
+        base = medians.get(f"real forward @ {baseline}{suffix}")
+        if base is None:
+            continue
+        for key, row in medians.items():
+            if key.endswith(suffix) and not key.startswith("bare"):
+                row["img_s_over_baseline"] = row["img_s"] / base["img_s"]
+                print(f"{key:22s} img/s over the baseline's: {row['img_s_over_baseline']:.2f}x")
 
 
 @contextlib.contextmanager
@@ -137,35 +162,44 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline", help="also measure the server of this git revision (a temporary worktree)")
     p.add_argument("--floors", action="store_true", help="also bare FastAPI/Starlette floors")
     p.add_argument("--rounds", type=int, default=1, help="measure every server this many times, interleaved")
+    p.add_argument("--workloads", nargs="+", default=["n1"], choices=["n1", "n16"], help="levels per server")
+    p.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"], help="DCGAN_PRECISION")
     p.add_argument("--limit-seconds", type=float, default=3.0, help="timing of the forward limit (0: skip it)")
     p.add_argument("--tag", default="cpu")
     p.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks")
     args = p.parse_args(argv)
-    runs: list[tuple[str, list[str] | None, Path]] = [("real forward", None, REPO)]
+    runs: list[Run] = [
+        ("real forward" + ("" if p == "fp32" else f" {p}"), None, REPO, {"DCGAN_PRECISION": p}) for p in args.precision
+    ]
     sleepy = {f"sleep {ms:g} ms/row": [sys.executable, "-m", "bench.sleepy_server", "--ms-per-row", str(ms)]
               for ms in args.sleep_ms_per_row}  # fmt: skip
-    runs += [(name, command, REPO) for name, command in sleepy.items()]
+    runs += [(name, command, REPO, {}) for name, command in sleepy.items()]
     if args.floors:
         for kind in ("fastapi", "starlette"):
-            runs.append((f"bare {kind} route", [sys.executable, "-m", "bench.bare_server", "--kind", kind], REPO))
+            command = [sys.executable, "-m", "bench.bare_server", "--kind", kind]
+            runs.append((f"bare {kind} route", command, REPO, {}))
     results: dict[str, Any] = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}, "runs": {}}
     spawn = get_context("spawn")
     with contextlib.ExitStack() as stack:
         if args.baseline:
             tree = stack.enter_context(worktree(args.baseline))
             at = f" @ {args.baseline}"
-            runs[:0] = [("real forward" + at, None, tree)] + [(name + at, c, tree) for name, c in sleepy.items()]
+            runs[:0] = [("real forward" + at, None, tree, {})] + [
+                (name + at, c, tree, {}) for name, c in sleepy.items()
+            ]
         pool = stack.enter_context(
             ProcessPoolExecutor(1, mp_context=spawn, initializer=loadgen.pin, initargs=(args.client_cpus,))
         )
         pool.submit(int).result()
         results["runs"] = measure(pool, runs, args)
+    if args.baseline:
+        over_baseline(results["runs"], args.baseline, args.workloads)
     if args.limit_seconds > 0:  # G(z) alone, as bench.serve measures it: what end-to-end img/s is compared with
         threads = [1, os.cpu_count() or 1]
         limit = forward_limit(args.checkpoint, "cpu", sorted(set(threads)), 256, args.limit_seconds)
         results["limit"] = limit
         for name, row in results["runs"].items():
-            if name.startswith("bare"):
+            if name.startswith("bare") or row["workload"] != "n1":
                 continue
             row["over_limit"] = row["img_s"] / limit["max_batch_img_s"]
             limit_img_s, how = limit["max_batch_img_s"], limit["max_batch_by"]

@@ -1,0 +1,88 @@
+"""Where the server's CPU goes at n=1 (or n=16), by part of the request's path: py-spy samples of the live server.
+
+    python -m bench.profile --precision fp32 bf16          # about 1 min; needs py-spy (pip install py-spy)
+
+Starts ``python -m app`` per precision, drives it with 64 closed-loop clients (``bench.loadgen``), and
+samples every thread with py-spy (``--threads``, busy samples only, native frames off: time in torch or
+fpng counts to the Python line that called it). Each sample is put in the first part whose marker its
+stack holds, in this order: the forward (``Engine.forward``), PNG encoding (``app/encoding.py``),
+the seeds' latents (``models/latent.py``), the rest of a forward worker, then the main thread (the
+event loop: uvicorn, FastAPI, the batcher) and anything else. Prints each part's share of the samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+from app.settings import DEFAULT_CHECKPOINT
+from bench import loadgen
+from bench.serve import server
+
+_VENV_PY_SPY = Path(sys.executable).parent / "py-spy"  # pip installs it beside the interpreter
+PY_SPY = str(_VENV_PY_SPY) if _VENV_PY_SPY.exists() else "py-spy"
+PARTS = [  # (part, marker in a collapsed stack), first match wins
+    ("forward (Engine.forward: G(z), uint8)", "forward (app/engine.py"),
+    ("PNG encoding (app/encoding.py)", "app/encoding.py"),
+    ("seeds' latents (models/latent.py)", "models/latent.py"),
+    ("forward worker, other (concat, split, futures)", "forward_pool.py"),
+]
+
+
+def parts(collapsed: str) -> dict[str, int]:
+    """py-spy's raw (collapsed) output -> samples per part."""
+    counts: collections.Counter[str] = collections.Counter()
+    for line in collapsed.splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack:
+            continue
+        part = next((name for name, marker in PARTS if marker in stack), None)
+        if part is None:  # the main thread runs the event loop under app/__main__.py's main()
+            part = "event loop (uvicorn, FastAPI, batcher)" if "app/__main__.py" in stack else "other"
+        counts[part] += int(n)
+    return dict(counts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    p.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
+    p.add_argument("--workload", default="n1", choices=["n1", "n16"])
+    p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--duration", type=float, default=10.0)
+    args = p.parse_args(argv)
+    spawn = get_context("spawn")
+    with ProcessPoolExecutor(
+        1, mp_context=spawn, initializer=loadgen.pin, initargs=([(os.cpu_count() or 1) - 1],)
+    ) as pool:
+        for precision in args.precision:
+            with (
+                server(args.checkpoint, "cpu", {"DCGAN_PRECISION": precision}, None) as srv,
+                tempfile.TemporaryDirectory() as tmp,
+            ):
+                out = Path(tmp) / "profile.txt"
+                job = pool.submit(
+                    loadgen.run_level, srv.url, srv.pid, args.workload, args.concurrency, 1.0, args.duration + 1, "raw"
+                )
+                spy = [PY_SPY, "record", "--pid", str(srv.pid), "--threads", "--format", "raw", "--rate", "200"]
+                subprocess.run(
+                    [*spy, "--duration", str(int(args.duration)), "-o", str(out)], check=True, capture_output=True
+                )
+                job.result()
+                counts = parts(out.read_text())
+            total = sum(counts.values()) or 1
+            print(f"{precision}, {args.workload} at {args.concurrency} clients: {total} busy samples")
+            for name, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+                print(f"  {n / total:6.1%}  {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
