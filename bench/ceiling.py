@@ -81,12 +81,20 @@ def level(pool: ProcessPoolExecutor, url: str, pid: int, workload: str, args: ar
     return row
 
 
+MEDIANS = ("img_s", "p99_ms", "event_loop_ms_per_request", "process_ms_per_request")
+
+
 def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The round whose event-loop CPU per request is the median (the lower of the middle two for an even
-    number of rounds), with every round's figures beside it."""
+    number of rounds), with every round's figures beside it, and each figure's own median (``median``)."""
     ranked = sorted(rows, key=lambda row: row["event_loop_ms_per_request"])
     rounds = {"event_loop_ms_rounds": [r["event_loop_ms_per_request"] for r in rows]}
-    return ranked[(len(ranked) - 1) // 2] | rounds | {"img_s_rounds": [r["img_s"] for r in rows]}
+    rounds |= {
+        "img_s_rounds": [r["img_s"] for r in rows],
+        "process_ms_rounds": [r["process_ms_per_request"] for r in rows],
+    }
+    medians = {key: sorted(r[key] for r in rows)[(len(rows) - 1) // 2] for key in MEDIANS}
+    return ranked[(len(ranked) - 1) // 2] | rounds | {"median": medians}
 
 
 Run = tuple[str, list[str] | None, Path, dict[str, str]]  # name, server command (None: python -m app), tree, env
@@ -116,8 +124,13 @@ def measure(pool: ProcessPoolExecutor, runs: list[Run], args: argparse.Namespace
     if args.rounds > 1:
         for key, row in medians.items():
             spread = ", ".join(f"{ms:.3f}" for ms in row["event_loop_ms_rounds"])
+            m = row["median"]
             print(
-                f"{key:22s} median of {args.rounds}: event loop {row['event_loop_ms_per_request']:.3f} ms"
+                f"{key:22s} medians of {args.rounds}: {m['img_s']:.0f} img/s, p99 {m['p99_ms']:.1f} ms, event loop"
+                f" {m['event_loop_ms_per_request']:.3f} ms, process {m['process_ms_per_request']:.3f} ms per request"
+            )
+            print(
+                f"{key:22s} median round of {args.rounds}: event loop {row['event_loop_ms_per_request']:.3f} ms"
                 f" per request ({spread}), process {row['process_ms_per_request']:.3f} ms,"
                 f" {row['img_s']:.0f} img/s ({', '.join(f'{v:.0f}' for v in row['img_s_rounds'])}),"
                 f" p99 {row['p99_ms']:.1f} ms"
@@ -134,8 +147,14 @@ def over_baseline(medians: dict[str, dict[str, Any]], baseline: str, workloads: 
             continue
         for key, row in medians.items():
             if key.endswith(suffix) and not key.startswith("bare"):
-                row["img_s_over_baseline"] = row["img_s"] / base["img_s"]
-                print(f"{key:22s} img/s over the baseline's: {row['img_s_over_baseline']:.2f}x")
+                row["img_s_over_baseline"] = row["median"]["img_s"] / base["median"]["img_s"]
+                row["process_cpu_baseline_over_this"] = (
+                    base["median"]["process_ms_per_request"] / row["median"]["process_ms_per_request"]
+                )
+                print(
+                    f"{key:22s} over the baseline's, medians of the rounds: img/s {row['img_s_over_baseline']:.2f}x,"
+                    f" process CPU per request {row['process_cpu_baseline_over_this']:.2f}x less"
+                )
 
 
 @contextlib.contextmanager
@@ -165,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workloads", nargs="+", default=["n1"], choices=["n1", "n16"], help="levels per server")
     p.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"], help="DCGAN_PRECISION")
     p.add_argument("--limit-seconds", type=float, default=3.0, help="timing of the forward limit (0: skip it)")
-    p.add_argument("--tag", default="cpu")
+    p.add_argument("--tag", default="cpu", help="writes ceiling-<tag>.json")
     p.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks")
     args = p.parse_args(argv)
     runs: list[Run] = [

@@ -1,6 +1,10 @@
-"""Where the server's CPU goes at n=1 (or n=16), by part of the request's path: py-spy samples of the live server.
+"""Where the server's CPU goes at n=1 (or n=16), by part of the request's path.
 
     python -m bench.profile --precision fp32 bf16          # about 1 min; needs py-spy (pip install py-spy)
+
+First, in this process, the CPU time (``time.process_time``, one torch thread, as a forward worker runs)
+of each step a forward worker takes for n=1 requests: the seeds' latents, the forward at the server's
+typical batch (``--rows``), and each request's grid and PNG. Then the live server:
 
 Starts ``python -m app`` per precision, drives it with 64 closed-loop clients (``bench.loadgen``), and
 samples every thread with py-spy (``--threads``, busy samples only, native frames off: time in torch or
@@ -18,6 +22,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -50,6 +55,35 @@ def parts(collapsed: str) -> dict[str, int]:
     return dict(counts)
 
 
+def components(checkpoint: Path, precision: str, rows: int, seconds: float = 2.0) -> dict[str, float]:
+    """Microseconds of CPU per image for each step a forward worker takes for n=1 requests."""
+    import torch
+
+    from app import encoding
+    from app.engine import Engine
+    from models import latents_for_seeds
+
+    torch.set_num_threads(1)
+    engine = Engine.load(str(checkpoint), "cpu", precision)
+    z = latents_for_seeds(range(rows), engine.nz)
+    images = engine.forward(z)
+    text = {"dcgan:model_id": engine.info.model_id, "dcgan:sha256": engine.info.sha256, "dcgan:seed": "1"}
+    steps = {
+        "latents (per seed)": lambda: latents_for_seeds(range(rows), engine.nz),
+        f"forward at {rows} rows": lambda: engine.forward(z),
+        "grid + PNG (n=1 request)": lambda: [encoding.png(encoding.grid(images[i : i + 1]), text) for i in range(rows)],
+    }
+    out = {}
+    for name, step in steps.items():
+        step()
+        done, start = 0, time.process_time()
+        while time.process_time() - start < seconds:
+            step()
+            done += rows
+        out[name] = (time.process_time() - start) / done * 1e6
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
@@ -57,7 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workload", default="n1", choices=["n1", "n16"])
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--duration", type=float, default=10.0)
+    p.add_argument("--rows", type=int, default=16, help="in-process forward: rows per batch (n=1 at 64 clients: ~16)")
+    p.add_argument("--raw", type=Path, help="also keep py-spy's collapsed stacks here, one file per precision")
     args = p.parse_args(argv)
+    for precision in args.precision:
+        steps = components(args.checkpoint, precision, args.rows)
+        print(f"{precision}: CPU per image, in-process: " + ", ".join(f"{k} {v:.0f} us" for k, v in steps.items()))
     spawn = get_context("spawn")
     with ProcessPoolExecutor(
         1, mp_context=spawn, initializer=loadgen.pin, initargs=([(os.cpu_count() or 1) - 1],)
@@ -76,7 +115,11 @@ def main(argv: list[str] | None = None) -> int:
                     [*spy, "--duration", str(int(args.duration)), "-o", str(out)], check=True, capture_output=True
                 )
                 job.result()
-                counts = parts(out.read_text())
+                collapsed = out.read_text()
+                if args.raw:
+                    args.raw.mkdir(parents=True, exist_ok=True)
+                    (args.raw / f"py-spy-{precision}-{args.workload}.txt").write_text(collapsed)
+                counts = parts(collapsed)
             total = sum(counts.values()) or 1
             print(f"{precision}, {args.workload} at {args.concurrency} clients: {total} busy samples")
             for name, n in sorted(counts.items(), key=lambda kv: -kv[1]):

@@ -40,3 +40,22 @@ def test_png_bytes_depend_only_on_pixels_and_text() -> None:
     a = encoding.png(pixels, {"x": "1", "y": "2"})
     assert a == encoding.png(pixels.copy(), {"y": "2", "x": "1"})  # key order does not matter
     assert a != encoding.png(pixels, {"x": "1", "y": "3"})
+
+
+def chunk_types(data: bytes) -> list[bytes]:
+    types, at = [], 8
+    while at < len(data):
+        length = int.from_bytes(data[at : at + 4], "big")
+        types.append(data[at + 4 : at + 8])
+        at += 12 + length
+    return types
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_png_text_comes_right_after_the_header(channels: int) -> None:
+    """RGB goes through fpng (its private fdEC chunk kept), greyscale through our ISA-L writer: either way
+    IHDR, then the text chunks in key order, then the image data."""
+    pixels = np.random.default_rng(channels).integers(0, 256, (64, 64, channels), dtype=np.uint8)
+    types = chunk_types(encoding.png(pixels, {"b": "2", "a": "1"}))
+    assert types[:4] == [b"IHDR", b"tEXt", b"tEXt", b"tEXt"] and types[-1] == b"IEND"
+    assert b"IDAT" in types and set(types[4:-1]) <= {b"fdEC", b"IDAT"}
