@@ -40,7 +40,7 @@ def png(image: torch.Tensor | np.ndarray, text: Mapping[str, str]) -> bytes:
 
     RGB goes through fpng (a one-pass PNG writer with its own deflate), our text chunks spliced in
     right after its IHDR. On a demo face that costs about 2.5x less CPU than our ISA-L writer and
-    ~20x less than Pillow's level 6, for files 3% larger than the ISA-L writer's, 15% larger than
+    ~25x less than Pillow's level 6, for files 2% larger than the ISA-L writer's, 15% larger than
     Pillow's (``python -m bench.png``, docs/benchmarks/README.md). fpng has no greyscale, so that
     goes through the small writer below. Lossless either way.
     """
