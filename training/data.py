@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+import photos
 from training.config import TrainConfig
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm"})
@@ -177,14 +178,9 @@ def decode_image(path: Path, size: int) -> np.ndarray | None:
 
 
 def resize_center_crop(img: Image.Image, size: int) -> np.ndarray:
-    """torchvision's ``Resize(size)`` + ``CenterCrop(size)`` on a PIL image -> (3, size, size) uint8."""
-    w, h = img.size
-    scale = size / min(w, h)
-    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
-    img = img.resize((new_w, new_h), Image.Resampling.BILINEAR)
-    left, top = (new_w - size) // 2, (new_h - size) // 2
-    img = img.crop((left, top, left + size, top + size))
-    return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()  # (H, W, 3) -> (3, H, W)
+    """torchvision's ``Resize(size)`` + ``CenterCrop(size)`` on a PIL image -> (3, size, size) uint8. The framing
+    lives in ``photos`` so that an uploaded photo with ``align=false`` is framed exactly as training images are."""
+    return photos.resize_center_crop(img, size).transpose(2, 0, 1).copy()  # (H, W, 3) -> (3, H, W)
 
 
 def lfw_sample_images(size: int) -> torch.Tensor:
