@@ -4,7 +4,7 @@ Shared by ``app`` (``POST /invert``) and ``training`` (calibration, evaluation);
 OpenCV only, never ``app``, ``training`` or torch.
 """
 
-from photos.align import Aligned, align_face, eye_transform, resize_center_crop, warp
+from photos.align import Aligned, align_face, eye_transform, face_transform, resize_center_crop, warp
 from photos.decode import UploadError, read_upload
 from photos.detect import Landmarks, NoFaceError, locate_face
 
@@ -15,6 +15,7 @@ __all__ = [
     "UploadError",
     "align_face",
     "eye_transform",
+    "face_transform",
     "locate_face",
     "read_upload",
     "resize_center_crop",

@@ -5,8 +5,10 @@ Public contract:
     align_face(image, size=64, align=True) -> Aligned    # raises NoFaceError (align=True) when no face is found
 
 - ``align=True``: find the largest face and its eyes (``photos.detect``), then warp with the similarity
-  transform (rotation, uniform scale, shift) that puts the eyes on ``template.EYES``. When the eyes are not
-  found they are placed in the face box where the detector's eyes usually are, and ``note`` says so.
+  transform (rotation, uniform scale, shift) that levels the eyes and puts the face box where the detector
+  puts it in CelebA's training crops (``template.FACE_BOX``); the eyes then land on ``template.EYES`` as
+  closely as CelebA's own do (its alignment used five landmarks, so eye distance varies between faces).
+  When the eyes are not found, the face box's angle stands in for theirs and ``note`` says so.
 - ``align=False``: the photo is taken as already framed: the training pipeline's resize of the short side
   and centre crop (``resize_center_crop``); ``face_box`` and ``eyes`` are None.
 - The same image and size give the same bytes (no randomness; OpenCV's resize and warp are deterministic).
@@ -25,10 +27,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from photos.detect import NoFaceError, locate_face, to_pixel_centres
-from photos.template import EYES, Point
+from photos.detect import Landmarks, NoFaceError, locate_face, to_pixel_centres
+from photos.template import EYES, FACE_BOX, Point
 
-__all__ = ["Aligned", "NoFaceError", "align_face", "eye_transform", "resize_center_crop", "warp"]
+__all__ = ["Aligned", "NoFaceError", "align_face", "eye_transform", "face_transform", "resize_center_crop", "warp"]
 
 
 @dataclass(frozen=True)
@@ -50,11 +52,29 @@ def align_face(image: Image.Image, size: int = 64, *, align: bool = True) -> Ali
     if not align:
         return Aligned(resize_center_crop(rgb, size), None, None, 0, "align=false: resized and centre-cropped")
     found = locate_face(rgb)
-    eyes = found.eyes_or_estimate()
-    crop = warp(np.asarray(rgb), eye_transform(eyes, size), size)
+    crop = warp(np.asarray(rgb), face_transform(found, size), size)
     x, y, w, h = found.face_box
     box = (round(x), round(y), round(w), round(h))
-    return Aligned(crop, box, eyes, found.faces_found, "; ".join(found.notes()))
+    eyes = None if found.eyes is None else tuple((float(ex), float(ey)) for ex, ey in found.eyes)
+    return Aligned(crop, box, eyes, found.faces_found, "; ".join(found.notes()))  # type: ignore[arg-type]
+
+
+def face_transform(found: Landmarks, size: int) -> np.ndarray:
+    """The 2x3 similarity (continuous coordinates) that turns the face upright (the eyes level, or the face
+    box's own angle when the eyes were not found) and puts the face box's centre and width where
+    ``template.FACE_BOX`` says the training crops have them."""
+    corners = np.asarray(found.face_corners, dtype=np.float64)  # tl, tr, br, bl
+    centre = complex(*corners.mean(axis=0))
+    top = complex(*(corners[1] - corners[0]))  # the box's top edge
+    if found.eyes is not None:
+        (lx, ly), (rx, ry) = found.eyes
+        level = complex(rx - lx, ry - ly)
+    else:
+        level = top
+    cx, cy, width = FACE_BOX
+    rot = (width * size / abs(top)) * (abs(level) / level)  # scale * e^{-i angle}
+    shift = complex(cx * size, cy * size) - rot * centre
+    return np.array([[rot.real, -rot.imag, shift.real], [rot.imag, rot.real, shift.imag]])
 
 
 def eye_transform(eyes: tuple[Point, Point], size: int) -> np.ndarray:

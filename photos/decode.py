@@ -50,8 +50,12 @@ def read_upload(data: bytes, *, max_pixels: int = 16_000_000) -> Image.Image:
     if not data:
         raise UploadError("empty", "the upload is empty (0 bytes): send a JPEG, PNG, WebP or GIF photo")
     with warnings.catch_warnings():
-        # Pillow warns (DecompressionBombWarning) above its own limit and raises above twice that; both are
-        # a canvas over any sane cap, so both become errors here whatever the process's warning filters.
+        # Pillow's UserWarnings name broken metadata ("Corrupt EXIF data"), which costs only the orientation
+        # (see _decode). It warns (DecompressionBombWarning) above its own pixel limit and raises above twice
+        # that: both are a canvas over any sane cap, so both become errors whatever the process's filters.
+        # (catch_warnings is process-wide, so a concurrent decode may see other filters: the pixel cap in
+        # _open does not depend on them.)
+        warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         image = _open(data, max_pixels)
         try:
@@ -100,11 +104,11 @@ def _decode(image: Image.Image) -> Image.Image:
         raise UploadError("too_many_pixels", "the image's frame declares more pixels than its canvas") from None
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as e:
         raise UploadError("truncated", f"the {image.format} image is truncated or corrupt ({e})") from None
+    # A malformed EXIF block (Pillow warns, or raises) leaves the orientation unknown, so the pixels stay as
+    # stored: the photo itself decoded, and refusing it for a broken metadata block would be unhelpful.
     try:
         return ImageOps.exif_transpose(image)
     except (OSError, SyntaxError, ValueError, KeyError, TypeError, struct.error):
-        # A malformed EXIF block: the orientation is unknown, so the pixels stay as stored. The photo itself
-        # decoded, and refusing it for a broken metadata block would be unhelpful.
         return image.copy()
 
 
