@@ -30,6 +30,8 @@ from PIL import Image
 from photos.detect import Landmarks, NoFaceError, locate_face, to_pixel_centres
 from photos.template import EYES, FACE_BOX, Point
 
+MAX_ASPECT = 8  # resize_center_crop resizes a whole image only up to this aspect ratio
+
 __all__ = ["Aligned", "NoFaceError", "align_face", "eye_transform", "face_transform", "resize_center_crop", "warp"]
 
 
@@ -127,6 +129,11 @@ def resize_center_crop(image: Image.Image, size: int) -> np.ndarray:
     w, h = rgb.size
     scale = size / min(w, h)
     new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
-    rgb = rgb.resize((new_w, new_h), Image.Resampling.BILINEAR)
     left, top = (new_w - size) // 2, (new_h - size) // 2
+    if max(new_w, new_h) > MAX_ASPECT * size:
+        # A strip (a 1x300 upload: 64x19200 resized whole, or a 1x16M one: 3 GB): resize only the crop's
+        # part of the source. The framing is the same; training images (CelebA is 1.2:1) never come here.
+        box = (left / scale, top / scale, (left + size) / scale, (top + size) / scale)
+        return np.asarray(rgb.resize((size, size), Image.Resampling.BILINEAR, box=box), dtype=np.uint8).copy()
+    rgb = rgb.resize((new_w, new_h), Image.Resampling.BILINEAR)
     return np.asarray(rgb.crop((left, top, left + size, top + size)), dtype=np.uint8).copy()

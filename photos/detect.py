@@ -93,11 +93,10 @@ def locate_face(image: Image.Image, *, eyes_in_box: tuple[Point, Point] = EYES_I
 
 
 def _detection_scale(width: int, height: int) -> float:
-    if max(width, height) > DETECT_LONG_SIDE:
-        return DETECT_LONG_SIDE / max(width, height)
-    if min(width, height) < DETECT_SHORT_SIDE_MIN:
-        return DETECT_SHORT_SIDE_MIN / min(width, height)
-    return 1.0
+    """Up so the short side reaches ``DETECT_SHORT_SIDE_MIN``, down so the long side is at most
+    ``DETECT_LONG_SIDE``; the long side wins (a 1x300 strip must not become 160x48000)."""
+    up = max(1.0, DETECT_SHORT_SIDE_MIN / min(width, height))
+    return min(up, DETECT_LONG_SIDE / max(width, height))
 
 
 def _resize(grey: np.ndarray, scale: float) -> np.ndarray:
