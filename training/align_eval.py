@@ -17,6 +17,10 @@ from) exactly:
 - pixels: mean absolute difference (0-255) and PSNR between the aligned crop and the training crop.
 - the baseline: the perturbed photo framed as ``align=false`` frames it (resize and centre crop).
 - detection: the share of photos where a face was found, and where both eyes were.
+
+Each figure is given for ``align_face``'s transform (``face_box``: the box's centre and width, the eyes'
+angle) and for the eyes alone (``eyes_only``), from the same detections. ``--detections FILE`` keeps the
+detections (the slow part), so a changed template is measured again in a minute.
 """
 
 from __future__ import annotations
