@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from app.errors import ClientGone, DeadlineExceeded, GeneratorFailed, NotRunning, QueueFull
+from app.errors import BatchOutOfMemory, ClientGone, DeadlineExceeded, GeneratorFailed, NotRunning, QueueFull
 from app.metrics import Metrics
 from app.outputs import Output
 from app.policy import BatchPolicy
@@ -180,6 +180,11 @@ class Batcher:
             results = await self._compute([(item.rows, item.output) for item in batch])
             if len(results) != len(batch):
                 raise RuntimeError(f"compute returned {len(results)} results for {len(batch)} requests")
+        except BatchOutOfMemory as e:  # 503 for this batch only: the device is fine, the next batch may fit
+            log.warning("%s (%d requests)", e, len(batch))
+            for _ in batch:
+                self._metrics.rejected("out_of_memory")
+            results = [e] * len(batch)
         except Exception as e:
             log.exception("generator failed for a batch of %d rows (%d requests)", rows, len(batch))
             results = [GeneratorFailed(f"generator failed for this batch: {type(e).__name__}")] * len(batch)

@@ -2,7 +2,10 @@
 
 ``forward`` is called from the batcher's worker threads (``forward_workers`` at a time); it renders
 through ``models.sampling.render`` (eval mode, inference mode, padded to a multiple of 8 rows),
-so a latent's pixels do not depend on the batch it shares.
+so a latent's pixels do not depend on the batch it shares. On CUDA that takes more: cuDNN's
+algorithm depends on the batch size, so every forward runs at one fixed shape (``fixed_shape``),
+with deterministic cuDNN and IEEE fp32 (``models.cuda.exact_convolutions``), and warm-up runs
+every shape a forward can have.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ import torch
 
 from app.cpu_quota import usable_cpus
 from models import Direction, ExportInfo, Generator, load_export
+from models.cuda import capability_problem, exact_convolutions, unavailable_reason
 from models.directions import label_sefa, sefa
 from models.precision import DTYPES, cast, check_bf16, cuda_bf16_native
-from models.sampling import padded_rows, render
+from models.sampling import PAD_MULTIPLE, padded_rows, render
 
 log = logging.getLogger("app.engine")
 
@@ -32,17 +36,25 @@ def resolve_device(spec: str, *, announce: bool = True) -> torch.device:
         if torch.cuda.is_available():
             return torch.device("cuda")
         if announce:
-            log.warning("device=auto: no CUDA device found, serving on the CPU (slow; DCGAN_DEVICE=cpu silences this)")
+            log.warning(
+                "device=auto: no CUDA device (%s); serving on the CPU (slow; DCGAN_DEVICE=cpu silences this)",
+                unavailable_reason(),
+            )
         return torch.device("cpu")
     if spec == "cpu":
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise StartupError(f"device {spec!r} was requested but CUDA is not available (set DCGAN_DEVICE=cpu or auto)")
+        raise StartupError(
+            f"device {spec!r} was requested but CUDA is not available: {unavailable_reason()} "
+            "(set DCGAN_DEVICE=cpu or auto)"
+        )
     device = torch.device(spec)
     if device.index is not None and device.index >= torch.cuda.device_count():
         raise StartupError(
             f"device {spec!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)"
         )
+    if (problem := capability_problem(device)) is not None:
+        raise StartupError(f"device {spec!r}: {problem}")
     return device
 
 
@@ -65,15 +77,17 @@ def _cores() -> int:
 
 def forward_workers(setting: int | None, device: torch.device) -> int:
     """Generator forwards that may run at once: the setting if given; on a CPU device, 2 when there are
-    at least 2 cores (two one-thread forwards side by side), else 1; on a GPU, 1 (the device serialises)."""
+    at least 2 cores (two one-thread forwards side by side), else 1; on a GPU, 2: while one thread
+    encodes its batch's PNGs on the CPU, the other keeps the GPU busy."""
     if setting is not None:
         return setting
-    return min(2, _cores()) if device.type == "cpu" else 1
+    return min(2, _cores()) if device.type == "cpu" else 2
 
 
 def torch_threads(setting: int | None, device: torch.device, workers: int = 1) -> int:
     """Intra-op threads for each forward: the setting if given; on a CPU device, the cores left after one
-    for the event loop, shared among the ``workers`` (at least 1 each); else torch's default.
+    for the event loop, shared among the ``workers`` (at least 1 each); on a GPU, 1 (the CPU side of a
+    forward is a latent draw and a copy; torch would otherwise size its pool to every core of the node).
 
     Why not all cores: OpenMP workers spin while they wait, so a forward whose threads share their
     cores with the event loop and encoders runs several times slower than on fewer threads
@@ -83,13 +97,14 @@ def torch_threads(setting: int | None, device: torch.device, workers: int = 1) -
         return setting
     if device.type == "cpu":
         return max(1, (_cores() - 1) // workers)
-    return torch.get_num_threads()
+    return 1
 
 
-def warmup_sizes(max_batch_images: int) -> list[int]:
-    """Distinct padded batch sizes the batcher will run: powers of two up to the cap, padded to 8."""
-    sizes = {padded_rows(min(2**k, max_batch_images)) for k in range(max_batch_images.bit_length() + 1)}
-    return sorted(sizes)
+def warmup_sizes(max_rows: int, fixed_shape: bool = False) -> list[int]:
+    """Every row count a forward can compute when no piece exceeds ``max_rows``: each multiple of 8 up to
+    it (``render`` pads to 8), or on CUDA the one fixed shape."""
+    top = -(-max_rows // PAD_MULTIPLE) * PAD_MULTIPLE
+    return [top] if fixed_shape else list(range(PAD_MULTIPLE, top + 1, PAD_MULTIPLE))
 
 
 @dataclass
@@ -100,7 +115,8 @@ class Engine:
     info: ExportInfo
     device: torch.device
     dtype: torch.dtype = torch.float32
-    chunk_rows: int | None = None  # CPU: forward a large batch in pieces of this many rows (a multiple of 8)
+    chunk_rows: int | None = None  # forward a large batch in pieces of this many rows (a multiple of 8)
+    fixed_shape: bool = False  # CUDA: every piece, the last one too, is padded to exactly chunk_rows
     directions: dict[str, Direction] = field(default_factory=dict)  # by name: the export's, then sefa-0..
 
     @classmethod
@@ -115,6 +131,8 @@ class Engine:
         """Load the export onto the device, to run in ``precision``; raises ``StartupError`` with one clear line."""
         device = resolve_device(device_spec)
         check_precision(device, precision)
+        if device.type == "cuda":
+            exact_convolutions()  # the byte contract: deterministic cuDNN, IEEE fp32 (process-wide)
         return cls._load(checkpoint, device).in_precision(precision)
 
     @classmethod
@@ -148,9 +166,10 @@ class Engine:
         return self.info.config.image_size
 
     def warm_up(self, max_batch_images: int) -> float:
-        """Run each batch size once (cuDNN autotuning, allocator growth); returns the seconds spent."""
+        """Run every shape a forward can have once (cuDNN plans, oneDNN primitives, allocator growth);
+        returns the seconds spent."""
         start = time.perf_counter()
-        for rows in warmup_sizes(min(max_batch_images, self.chunk_rows or max_batch_images)):
+        for rows in warmup_sizes(min(max_batch_images, self.chunk_rows or max_batch_images), self.fixed_shape):
             render(self.generator, torch.zeros(rows, self.nz))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -162,8 +181,10 @@ class Engine:
         With ``chunk_rows`` set, a larger batch runs as pieces of that many rows: on a CPU the
         activations of a few dozen rows stay in cache and each image costs less than in one
         256-row call. The pixels do not change: ``render`` makes every row independent of the
-        batch it is computed in (pieces are multiples of 8 rows, the last one is padded).
+        batch it is computed in (pieces are multiples of 8 rows, the last one is padded). With
+        ``fixed_shape`` (CUDA) every piece is padded to ``chunk_rows``: one shape, one cuDNN algorithm.
         """
-        if self.chunk_rows is None or z.shape[0] <= self.chunk_rows:
+        rows = self.chunk_rows if self.fixed_shape else None
+        if self.chunk_rows is None or (z.shape[0] <= self.chunk_rows and rows is None):
             return render(self.generator, z)
-        return torch.cat([render(self.generator, part) for part in z.split(self.chunk_rows)])
+        return torch.cat([render(self.generator, part, rows) for part in z.split(self.chunk_rows)])

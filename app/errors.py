@@ -4,7 +4,8 @@
   answered without echoing the input (a NaN in it would not even serialise to JSON).
 - 413: the body cap (``app.lean_route``, the routes that read a body; with or without Content-Length,
   chunked too).
-- 503 + Retry-After: not ready / shutting down, or the queue is full.  504: deadline passed.
+- 503 + Retry-After: not ready / shutting down / device lost, the queue is full, or the device ran out of
+  memory for this batch.  504: deadline passed.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ class NotRunning(RuntimeError):
     """The batcher is not started or is stopping (answer 503)."""
 
 
+class BatchOutOfMemory(RuntimeError):
+    """The device ran out of memory for the forward of this request's batch (answer 503: the next may fit)."""
+
+
 class GeneratorFailed(RuntimeError):
     """The forward of the batch this request was in failed (answer 500; the input did not cause it)."""
 
@@ -64,7 +69,7 @@ GENERATION_ERRORS: dict[int | str, dict[str, Any]] = {
     422: _doc("invalid input; `loc` names the field"),
     499: _doc("client disconnected while queued (never computed)"),
     500: _doc("the generator failed for the batch this request was in (not caused by the input)"),
-    503: _doc("not ready, shutting down, or the queue is full (see Retry-After)"),
+    503: _doc("not ready, shutting down, device lost, queue full, or out of device memory (see Retry-After)"),
     504: _doc("the request's deadline (DCGAN_REQUEST_TIMEOUT_S) passed before it was computed"),
 }
 
@@ -84,6 +89,9 @@ def install(app: FastAPI, metrics: Metrics) -> None:
     async def queue_full(request: Request, exc: Exception) -> JSONResponse:
         return _error(503, str(exc), {"Retry-After": RETRY_AFTER_S})
 
+    async def out_of_memory(request: Request, exc: Exception) -> JSONResponse:
+        return _error(503, str(exc), {"Retry-After": RETRY_AFTER_S})
+
     async def not_running(request: Request, exc: Exception) -> JSONResponse:
         return _error(503, str(exc), {"Retry-After": RETRY_AFTER_S})
 
@@ -99,6 +107,7 @@ def install(app: FastAPI, metrics: Metrics) -> None:
     app.add_exception_handler(RequestValidationError, validation)
     app.add_exception_handler(QueueFull, queue_full)
     app.add_exception_handler(NotRunning, not_running)
+    app.add_exception_handler(BatchOutOfMemory, out_of_memory)
     app.add_exception_handler(DeadlineExceeded, deadline)
     app.add_exception_handler(ClientGone, client_gone)
     app.add_exception_handler(GeneratorFailed, generator_failed)

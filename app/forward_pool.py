@@ -3,6 +3,10 @@
 ``workers`` forwards may run at once, each in its own thread: a CPU with two cores runs two one-thread
 forwards side by side instead of one two-thread forward whose OpenMP threads spin (docs/benchmarks).
 Every thread is warmed up before the service says ready, so no request meets a cold one.
+
+A forward's CUDA error is sorted here: out-of-memory fails its batch with a 503 (``BatchOutOfMemory``);
+an error that leaves the device unusable (``models.cuda.is_device_lost``) is also reported to
+``on_device_lost``, which turns the service's health checks red.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -18,8 +23,10 @@ import torch
 
 from app.batcher import Rows
 from app.engine import Engine
+from app.errors import BatchOutOfMemory
 from app.metrics import Metrics
 from app.outputs import Output
+from models.cuda import is_device_lost
 from models.latent import as_tensor
 
 log = logging.getLogger("app.forward_pool")
@@ -29,8 +36,15 @@ WARM_UP_TIMEOUT_S = 120  # a warm-up that has not met every thread by then is st
 class ForwardPool:
     """``compute(rows, outputs)``: one forward of the batch's rows, then each output on its slice."""
 
-    def __init__(self, engine: Engine, workers: int, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        workers: int,
+        metrics: Metrics,
+        on_device_lost: Callable[[BaseException], None] | None = None,
+    ) -> None:
         self.engine, self.workers, self._metrics = engine, workers, metrics
+        self._on_device_lost = on_device_lost
         self._threads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="generator")
 
     async def warm_up(self, max_batch_rows: int) -> float:
@@ -53,7 +67,14 @@ class ForwardPool:
         counts = [len(rows) for rows, _ in requests]
         z = torch.cat([as_tensor(rows) for rows, _ in requests])  # (rows, nz); seeds drawn here, off the loop
         start = time.perf_counter()
-        images = self.engine.forward(z)  # (rows, H, W, C) uint8 on the CPU
+        try:
+            images = self.engine.forward(z)  # (rows, H, W, C) uint8 on the CPU
+        except Exception as e:
+            if is_device_lost(e) and self._on_device_lost is not None:
+                self._on_device_lost(e)
+            elif isinstance(e, torch.OutOfMemoryError):
+                raise BatchOutOfMemory(f"out of device memory for a batch of {z.shape[0]} rows") from e
+            raise
         self._metrics.forward_done(z.shape[0], time.perf_counter() - start)
         if images.shape[0] != z.shape[0]:
             raise RuntimeError(f"generator returned {images.shape[0]} images for {z.shape[0]} latent rows")

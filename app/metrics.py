@@ -17,7 +17,7 @@ from models import ExportInfo
 
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 _FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-REJECTION_REASONS = ("queue_full", "deadline", "disconnected", "invalid")
+REJECTION_REASONS = ("queue_full", "deadline", "disconnected", "invalid", "out_of_memory")
 
 
 class QueueDepth:
@@ -91,6 +91,9 @@ class Metrics:
         )
         # every reason's series exists from the start (zeros), so dashboards see them before the first refusal
         self._rejected = {reason: self.rejections.labels(reason) for reason in REJECTION_REASONS}
+        self.device_lost = Gauge(
+            "dcgan_device_lost", "1 once a CUDA error left the device unusable (the pod is being replaced)", registry=r
+        )
         self.in_flight = 0  # HTTP requests being handled now; only the event loop changes it
         Gauge(
             "dcgan_http_requests_in_flight", "HTTP requests being handled now (the autoscaling signal)", registry=r

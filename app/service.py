@@ -5,6 +5,8 @@ operation names what the worker must make of its images (an ``app.outputs`` valu
 rows to the batcher under the request's deadline, and returns the encoded result.
 
 State: starting -> ready -> draining (after SIGTERM: /readyz 503, requests still served) -> stopping.
+A CUDA error that leaves the device unusable turns it ``failed`` from any state: /readyz 503, /healthz
+500 (so the orchestrator replaces the process), generation 503.
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ from app.policy import BatchPolicy
 from app.schemas import ArithmeticBody, EditBody, InterpolateBody
 from app.settings import Settings
 from models import Direction, ExportInfo
-from models.sampling import PAD_MULTIPLE
+from models.sampling import PAD_MULTIPLE, padded_rows
 
 log = logging.getLogger("app.service")
-State = Literal["starting", "ready", "draining", "stopping"]
+State = Literal["starting", "ready", "draining", "stopping", "failed"]
 
 
 def _truncation(value: float | None) -> str:
@@ -48,6 +50,7 @@ class Service:
         self._engine: Engine | None = None
         self._pool: ForwardPool | None = None
         self._batcher: Batcher | None = None
+        self.failure: str | None = None  # what made the device unusable (state "failed")
 
     @property
     def accepting(self) -> bool:
@@ -75,9 +78,11 @@ class Service:
         cpu = engine.device.type == "cpu"
         workers = forward_workers(s.forward_workers, engine.device)
         torch.set_num_threads(torch_threads(s.torch_threads, engine.device, workers))
-        engine.chunk_rows = s.cpu_chunk_rows if cpu else None
+        # CPU: cache-sized pieces; CUDA: every forward at one shape, the one cuDNN algorithm the contract allows
+        engine.chunk_rows = s.cpu_chunk_rows if cpu else min(s.cuda_chunk_rows, padded_rows(s.max_batch_images))
+        engine.fixed_shape = not cpu
         self.metrics.describe_model(engine.info, engine.device, engine.dtype)
-        self._engine, self._pool = engine, ForwardPool(engine, workers, self.metrics)
+        self._engine, self._pool = engine, ForwardPool(engine, workers, self.metrics, self.device_lost)
         seconds = await self._pool.warm_up(s.max_batch_images)  # before ready: no request meets a cold thread
         policy = BatchPolicy(
             max_rows=s.max_batch_images,
@@ -93,7 +98,20 @@ class Service:
             "loaded %s (%s) on %s; warm-up %.2f s; %d forward worker(s) of %d torch thread(s)",
             *(engine.info.model_id, engine.info.config, engine.device, seconds, workers, torch.get_num_threads()),
         )
-        self.state = "ready"
+        if self.state == "starting":  # not "failed" by a warm-up that lost the device
+            self.state = "ready"
+
+    def device_lost(self, error: BaseException) -> None:
+        """A forward met an error that leaves the device unusable (called from a worker thread): every later
+        batch would fail too, so stop answering health checks and let the orchestrator replace the process."""
+        if self.state == "failed":
+            return
+        self.state, self.failure = "failed", f"{type(error).__name__}: {str(error).splitlines()[0]}"
+        self.metrics.device_lost.set(1)
+        log.critical(
+            "the device %s is unusable (%s): /healthz now answers 500 and /readyz 503 so this process is replaced",
+            *(self._engine.device if self._engine is not None else "?", self.failure),
+        )
 
     def drain(self) -> None:
         """SIGTERM: /readyz turns 503 so traffic moves away; requests are still served."""
@@ -101,7 +119,8 @@ class Service:
             self.state = "draining"
 
     async def stop(self) -> None:
-        self.state = "stopping"
+        if self.state != "failed":  # a lost device stays visible to /healthz until the process ends
+            self.state = "stopping"
         if self._batcher is not None:
             await self._batcher.stop()
         if self._pool is not None:

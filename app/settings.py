@@ -37,16 +37,19 @@ class Settings(BaseSettings):
     cpu_chunk_rows: int = Field(
         default=64, ge=8, le=4096, multiple_of=8, description="on CPU, rows per forward call within a batch"
     )
+    cuda_chunk_rows: int = Field(
+        default=64, ge=8, le=4096, multiple_of=8, description="on CUDA, the one row count every forward computes"
+    )
     max_wait_ms: float = Field(default=5.0, ge=0, le=1000, description="how long the batcher waits to fill a batch")
     max_queued_images: int = Field(default=2048, ge=1, le=1_000_000, description="queued rows before 503 queue_full")
     request_timeout_s: float = Field(default=10.0, gt=0, le=600, description="deadline per request; 504 past it")
     max_body_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 30, description="request body cap; 413 above it")
     max_interpolation_steps: int = Field(default=32, ge=2, le=256, description="largest `steps` of /interpolate")
     forward_workers: int | None = Field(
-        default=None, ge=1, le=64, description="generator forwards at once (None: 2 on a multi-core CPU, 1 on GPU)"
+        default=None, ge=1, le=64, description="generator forwards at once (None: 2, or 1 on a 1-core CPU)"
     )
     torch_threads: int | None = Field(
-        default=None, ge=1, le=256, description="torch intra-op threads per forward (None: (CPU cores - 1) / workers)"
+        default=None, ge=1, le=256, description="torch threads per forward (None: CPU (cores - 1) / workers; GPU 1)"
     )
     access_log: bool = Field(
         default=False, description="one log line per request (off: /metrics counts requests by route and status)"

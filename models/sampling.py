@@ -27,14 +27,17 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def render(generator: Generator, z: torch.Tensor) -> torch.Tensor:
+def render(generator: Generator, z: torch.Tensor, rows: int | None = None) -> torch.Tensor:
     """Latents (N, nz) -> images (N, H, W, C) uint8 on the CPU. ``generator`` must be in eval mode.
 
     The forward runs in the generator's own dtype (float32, or bfloat16 from ``models.precision.cast``).
-    """
+    ``rows``: compute exactly this many rows (N <= rows), for callers that run every forward at one
+    shape (on CUDA, cuDNN's algorithm, and so a pixel's last bit, can change with the batch size)."""
     if generator.training:
         raise RuntimeError("render() needs an eval-mode generator (train-mode BatchNorm mixes the batch)")
     n = z.shape[0]
+    if rows is not None and rows < n:
+        raise ValueError(f"render(rows={rows}) cannot hold {n} latents")
     weight = next(generator.parameters())
-    z = F.pad(z, (0, 0, 0, padded_rows(n) - n)).to(weight.device, weight.dtype, non_blocking=True)  # (N', nz)
+    z = F.pad(z, (0, 0, 0, (rows or padded_rows(n)) - n)).to(weight.device, weight.dtype, non_blocking=True)
     return to_uint8(generator(z)[:n].float()).cpu()  # .float(): a no-op in fp32; bf16 rounds to uint8 in fp32

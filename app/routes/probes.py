@@ -15,15 +15,22 @@ from app.schemas import ModelOut
 router = APIRouter(tags=["probes"])
 
 
-@router.get("/healthz", summary="Liveness: the process answers")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+@router.get(
+    "/healthz",
+    summary="Liveness: the process answers and its device works",
+    responses={500: {"description": "a CUDA error left the device unusable: replace this process"}},
+)
+async def healthz(service: ServiceDep) -> JSONResponse:
+    """200 while the process can serve; 500 once its device is lost, so a liveness probe restarts it."""
+    if service.state == "failed":
+        return JSONResponse({"status": "failed", "detail": service.failure}, status_code=500)
+    return JSONResponse({"status": "ok"})
 
 
 @router.get(
     "/readyz",
     summary="Readiness: model loaded, warmed up, batcher running",
-    responses={503: {"description": "starting (loading, warming up), draining after SIGTERM, or stopping"}},
+    responses={503: {"description": "starting (loading, warming up), draining after SIGTERM, stopping, or failed"}},
 )
 async def readyz(service: ServiceDep) -> JSONResponse:
     """200 only when ``ready``; ``draining`` still serves requests but asks for no new traffic."""

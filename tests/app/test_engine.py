@@ -48,13 +48,13 @@ def test_thread_policy_leaves_a_core_for_the_event_loop(monkeypatch: pytest.Monk
     assert torch_threads(None, torch.device("cpu")) == 1
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
     assert torch_threads(None, torch.device("cpu")) == 15
-    assert torch_threads(None, torch.device("cuda")) == torch.get_num_threads()  # the GPU does the work
+    assert torch_threads(None, torch.device("cuda")) == 1  # the GPU does the work
 
 
 @pytest.mark.usefixtures("no_cgroup_quota")
 def test_worker_policy_runs_one_thread_forwards_side_by_side_on_a_small_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert forward_workers(3, cpu) == 3 and forward_workers(None, cuda) == 1
+    assert forward_workers(3, cpu) == 3 and forward_workers(None, cuda) == 2
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert forward_workers(None, cpu) == 2 and torch_threads(None, cpu, workers=2) == 1  # 2 cores: 2 x 1 thread
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
