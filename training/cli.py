@@ -30,6 +30,8 @@ HELP = {
     "cutout (e.g. color,translation,cutout); '' for none",
     "compile": "torch.compile G and D",
     "channels_last": "channels-last memory format",
+    "sync_bn": "torchrun on CUDA: BatchNorm statistics over every GPU's batch (SyncBatchNorm); without it "
+    "each GPU normalises its own --batch-size / GPUs images, so keep that at 32 or more",
     "bn_recal_samples": "random latents used to recompute BatchNorm statistics before export",
     "export": "also write the final generator export to this path",
     "cache_dir": "decoded-image cache (default $XDG_CACHE_HOME/dcgan-faces)",

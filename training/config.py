@@ -47,6 +47,7 @@ class TrainConfig:
     augment: str = ""  # DiffAugment policy for D's inputs, e.g. "color,translation,cutout" ('' : none)
     compile: bool = False
     channels_last: bool = False
+    sync_bn: bool = False  # torchrun on CUDA: BatchNorm statistics over the global batch, not each GPU's
     ema_decay: float = 0.999  # per step, ramped up over the first steps (see steps.ema_beta)
     log_every: int = 50
     sample_every: int = 500

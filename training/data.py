@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,7 +143,8 @@ def _cache_key(root: Path, files: list[Path], size: int) -> str:
 def _build_cache(root: Path, files: list[Path], size: int, stem: Path) -> None:
     """Decode in threads (PIL releases the GIL) straight into a memory-mapped .npy; write JSON last."""
     stem.parent.mkdir(parents=True, exist_ok=True)
-    tmp = stem.parent / f".{stem.name}.{os.getpid()}.npy.tmp"
+    writer = f"{socket.gethostname()}.{os.getpid()}"  # nodes sharing --cache-dir may decode at once
+    tmp = stem.parent / f".{stem.name}.{writer}.npy.tmp"
     pixels = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), 3, size, size))
     count, names = 0, []
     progress = tqdm(total=len(files), desc="decoding images", unit="img", disable=len(files) < 1000)
@@ -159,7 +161,7 @@ def _build_cache(root: Path, files: list[Path], size: int, stem: Path) -> None:
     os.replace(tmp, stem.with_suffix(".npy"))
     skipped = len(files) - count
     meta = {"count": count, "skipped": skipped, "content_hash": content_hash, "version": CACHE_VERSION, "names": names}
-    tmp_meta = stem.parent / f".{stem.name}.{os.getpid()}.json.tmp"
+    tmp_meta = stem.parent / f".{stem.name}.{writer}.json.tmp"
     tmp_meta.write_text(json.dumps(meta))
     os.replace(tmp_meta, stem.with_suffix(".json"))  # the .json marks the cache complete
 

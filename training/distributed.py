@@ -2,17 +2,28 @@
 
 Without torchrun's environment (``WORLD_SIZE`` unset or 1) everything here is a no-op, so the
 single-process path has no distributed code in it.
+
+Two process groups. The default one (nccl on CUDA) carries the training steps' collectives, with
+``STEP_TIMEOUT``: long enough for rank 0's sampling, evaluation and snapshots between steps. Waits
+that can last much longer, while one rank per node decodes the dataset or rank 0 writes the final
+export, go through ``barrier`` on a CPU (gloo) group with ``SLOW_TIMEOUT``, so NCCL never sits in
+a barrier for the data phase (torch's default 10 minutes killed a cold CelebA cache on slow storage).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+
+STEP_TIMEOUT = timedelta(minutes=30)  # a step's collective (nccl): covers rank 0's eval and snapshots in between
+SLOW_TIMEOUT = timedelta(hours=6)  # ``barrier`` (gloo): decoding all of CelebA on slow shared storage, the export
 
 
 @dataclass(frozen=True)
@@ -20,6 +31,7 @@ class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    cpu_group: Any = None  # the gloo group ``barrier`` waits on (None: the default group)
 
     @property
     def is_main(self) -> bool:
@@ -48,14 +60,24 @@ def init_distributed(device_choice: str) -> tuple[Dist, torch.device]:
     device = resolve_device(device_choice, local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return Dist(rank, world, local_rank), device
+        # device_id: NCCL binds this rank to its GPU at once (no guessing, no lazy init at the first collective)
+        dist.init_process_group(backend="nccl", timeout=STEP_TIMEOUT, device_id=device)
+        cpu_group = dist.new_group(backend="gloo", timeout=SLOW_TIMEOUT)
+    else:
+        dist.init_process_group(backend="gloo", timeout=SLOW_TIMEOUT)
+        cpu_group = None  # the default group is gloo already
+    return Dist(rank, world, local_rank, cpu_group), device
 
 
-def wrap(module: nn.Module, info: Dist, device: torch.device) -> nn.Module:
-    """DDP-wrap ``module`` under torchrun; BatchNorm buffers are broadcast from rank 0 each forward."""
+def wrap(module: nn.Module, info: Dist, device: torch.device, sync_bn: bool = False) -> nn.Module:
+    """DDP-wrap ``module`` under torchrun; BatchNorm buffers are broadcast from rank 0 each forward. With
+    ``sync_bn`` its BatchNorm layers become SyncBatchNorm (batch statistics over every rank; CUDA only),
+    in place: the parameters and buffers, so the state_dict, are the same."""
     if not info.enabled:
         return module
+    if sync_bn:
+        for name, child in list(module.named_children()):
+            setattr(module, name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
     return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
 
 
@@ -70,8 +92,9 @@ def gather(tensor: torch.Tensor, info: Dist, device: torch.device) -> list[torch
 
 
 def barrier(info: Dist) -> None:
+    """Every rank waits here, on the CPU group (``SLOW_TIMEOUT``): for waits that have nothing to do with a step."""
     if info.enabled:
-        dist.barrier()
+        dist.barrier(group=info.cpu_group)
 
 
 def shutdown(info: Dist) -> None:

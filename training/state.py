@@ -1,7 +1,7 @@
 """The full training state: ``<run>/state.safetensors``, its one owner. Written atomically, loaded without pickle.
 
 Tensors: ``G.*``, ``D.*``, ``G_ema.*`` (state_dicts), ``opt_G.<param>.<key>`` and ``opt_D.…`` (Adam
-moments and step counters), ``rng.loop.<rank>`` / ``rng.torch`` / ``rng.cuda.<i>`` (RNG states as uint8
+moments and step counters), ``rng.loop.<rank>`` / ``rng.torch`` / ``rng.cuda.<rank>`` (RNG states as uint8
 tensors). Metadata ``meta`` (JSON): format + version, the TrainConfig, step, epoch, position in the
 epoch's data order, dataset name/hash and the optimizers' param_groups. This file is for
 ``--resume``, ``training.export`` and ``training.evaluate``; the service reads only generator exports.
@@ -10,6 +10,7 @@ epoch's data order, dataset name/hash and the optimizers' param_groups. This fil
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,40 +79,45 @@ def _flatten_optimizer(prefix: str, state_dict: dict[str, Any]) -> dict[str, tor
     return out
 
 
-def _rng_tensors(loop_states: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-    """RNG states to save; ``loop_states`` holds every rank's loop generator state, in rank order."""
+def _rng_tensors(loop_states: list[torch.Tensor], cuda_states: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """RNG states to save: every rank's loop generator and (CUDA runs) its own GPU's generator, by rank."""
     tensors = {f"rng.loop.{rank}": s for rank, s in enumerate(loop_states)}
     tensors["rng.torch"] = torch.get_rng_state()
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{i}"] = s
+    tensors |= {f"rng.cuda.{rank}": s for rank, s in enumerate(cuda_states)}
     return tensors
 
 
-def restore_rng(state: TrainState, loop_rng: torch.Generator, rank: int) -> bool:
-    """Restore this rank's RNG states; False if the run was saved with fewer processes than ``rank + 1``
-    (the loop generator then keeps its fresh seed: the continuation is valid but not a bit-exact replay)."""
+def restore_rng(state: TrainState, loop_rng: torch.Generator, rank: int, device: torch.device | None = None) -> bool:
+    """Restore this rank's RNG states (on CUDA, its GPU's generator too); False if the run was saved with
+    fewer processes than ``rank + 1`` (the loop generator then keeps its fresh seed: the continuation is
+    valid but not a bit-exact replay). Files from before the per-rank CUDA states held rank 0's view of
+    every GPU as ``rng.cuda.<index>``: for a one-GPU run on cuda:0 that is the same key."""
     key = f"rng.loop.{rank}"
     if key in state.tensors:
         loop_rng.set_state(state.tensors[key])
     torch.set_rng_state(state.tensors["rng.torch"])
-    cuda = [state.tensors[k] for k in sorted(state.tensors) if k.startswith("rng.cuda.")]
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
+    cuda_key = f"rng.cuda.{rank}"
+    if device is not None and device.type == "cuda" and cuda_key in state.tensors:
+        torch.cuda.set_rng_state(state.tensors[cuda_key], device)
     return key in state.tensors
 
 
 def save_state(
-    run_dir: Path, config: TrainConfig, nets: Nets, loop_states: list[torch.Tensor], meta: dict[str, Any]
+    run_dir: Path,
+    config: TrainConfig,
+    nets: Nets,
+    loop_states: list[torch.Tensor],
+    meta: dict[str, Any],
+    cuda_states: Sequence[torch.Tensor] = (),
 ) -> None:
-    """Write ``run_dir/state.safetensors``: the nets, the optimizers, every rank's RNG and ``meta``."""
+    """Write ``run_dir/state.safetensors``: the nets, the optimizers, every rank's RNGs and ``meta``."""
     tensors = {f"{name}.{k}": v for name in NETS for k, v in getattr(nets, name).state_dict().items()}
     param_groups = {}
     for name in OPTIMIZERS:
         optimizer = getattr(nets, name).state_dict()
         tensors |= _flatten_optimizer(name, optimizer)
         param_groups[name] = optimizer["param_groups"]
-    tensors |= _rng_tensors(loop_states)
+    tensors |= _rng_tensors(loop_states, list(cuda_states))
     cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "config": config.to_dict()}
     header |= {**meta, "param_groups": param_groups}

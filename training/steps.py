@@ -38,17 +38,20 @@ class Nets:
 
 
 def build_nets(config: TrainConfig, device: torch.device, info: Dist) -> Nets:
-    """Fresh G, D (paper init, seeded by config.seed), their EMA copy, wrappers and Adam optimizers."""
+    """Fresh G, D (paper init, seeded by config.seed), their EMA copy, wrappers and Adam optimizers.
+
+    The weights are drawn on the CPU, from the CPU generator, and then moved: the same ``--seed`` starts
+    from the same weights on any device (drawn on a GPU they would come from its own RNG)."""
     torch.manual_seed(config.seed)
-    G = Generator(config.model).to(device)
-    D = Discriminator(config.model).to(device)
+    G, D = Generator(config.model), Discriminator(config.model)
     G.apply(init_weights)
     D.apply(init_weights)
+    G, D = G.to(device), D.to(device)
     if config.channels_last:
         G.to(memory_format=torch.channels_last)
         D.to(memory_format=torch.channels_last)
     G_ema = copy.deepcopy(G).requires_grad_(False)
-    G_fwd, D_fwd = wrap(G, info, device), wrap(D, info, device)
+    G_fwd, D_fwd = wrap(G, info, device, config.sync_bn), wrap(D, info, device, config.sync_bn)
     if config.compile:
         G_fwd, D_fwd = torch.compile(G_fwd), torch.compile(D_fwd)  # type: ignore[assignment]
     betas = (config.beta1, 0.999)
@@ -89,6 +92,17 @@ class DataOrder:
             g = torch.Generator().manual_seed((self.seed + epoch * 0x9E3779B97F4A7C15) % 2**64)
             self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g)[self.rank :: self.world]
         return self._perm[pos * self.per_rank : (pos + 1) * self.per_rank]
+
+
+def upload(tensor: torch.Tensor, device: torch.device, pinned: bool = True) -> torch.Tensor:
+    """A per-step input (latents, indices, flips) on ``device``. To a GPU through page-locked memory,
+    without blocking: the copy overlaps the launches that follow instead of stalling the CPU. torch's
+    pinned-memory cache keeps each staging buffer until its copy is done. On the CPU: the tensor itself."""
+    if device.type != "cuda":
+        return tensor
+    if pinned:
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 def real_batch(images: torch.Tensor, idx: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
@@ -132,10 +146,11 @@ def d_step(
     tutorial: each gets its own BatchNorm statistics). D sees both through ``augment`` (DiffAugment or
     the identity). Returns Loss_D, D(x), D(G(z)) and the (unaugmented) fakes."""
     nets.opt_D.zero_grad(set_to_none=True)
-    with amp:
-        logits_real = nets.D_fwd(augment(real)).float()  # (B,)
-    loss_real = F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))
-    loss_real.backward()
+    with _no_sync(nets.D_fwd):  # DDP: the real half's gradients are all-reduced with the fake half's, once
+        with amp:
+            logits_real = nets.D_fwd(augment(real)).float()  # (B,)
+        loss_real = F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))
+        loss_real.backward()
     with amp:
         fake = nets.G_fwd(z)  # (B, 3, S, S)
         logits_fake = nets.D_fwd(augment(fake.detach())).float()  # (B,); no gradient into G here
@@ -152,19 +167,33 @@ def g_step(
 
     Only G steps here, so D's parameters are frozen for this backward: autograd then skips D's weight
     gradients (about a sixth of a CPU step) and G's gradients are unchanged. Not under DDP, whose
-    reducer expects a gradient for every parameter it wraps."""
+    reducer expects a gradient for every parameter it wraps; there ``no_sync`` at least skips the
+    all-reduce of D's gradients, which the next D step throws away (``zero_grad``)."""
     nets.opt_G.zero_grad(set_to_none=True)
-    freeze = not isinstance(getattr(nets.D_fwd, "_orig_mod", nets.D_fwd), DistributedDataParallel)
+    freeze = _ddp(nets.D_fwd) is None
     nets.D.requires_grad_(not freeze)
     try:
-        with amp:
-            logits = nets.D_fwd(augment(fake)).float()  # (B,); the gradient flows back through augment
-        loss = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))  # fakes labelled real
-        loss.backward()
+        with _no_sync(nets.D_fwd):
+            with amp:
+                logits = nets.D_fwd(augment(fake)).float()  # (B,); the gradient flows back through augment
+            loss = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))  # fakes labelled real
+            loss.backward()
     finally:
         nets.D.requires_grad_(True)
     nets.opt_G.step()
     return loss.detach(), logits.sigmoid().mean()
+
+
+def _ddp(module: nn.Module) -> DistributedDataParallel | None:
+    """The DDP wrapper inside ``module`` (itself, or under torch.compile), if any."""
+    inner = getattr(module, "_orig_mod", module)
+    return inner if isinstance(inner, DistributedDataParallel) else None
+
+
+def _no_sync(module: nn.Module) -> contextlib.AbstractContextManager[object]:
+    """DDP's ``no_sync`` (backward accumulates locally, no all-reduce); nothing without DDP."""
+    ddp = _ddp(module)
+    return ddp.no_sync() if ddp is not None else contextlib.nullcontext()
 
 
 def ema_beta(decay: float, step: int) -> float:
@@ -174,8 +203,13 @@ def ema_beta(decay: float, step: int) -> float:
 
 @torch.no_grad()
 def ema_update(ema: nn.Module, model: nn.Module, beta: float) -> None:
-    """ema <- beta * ema + (1 - beta) * model for parameters; buffers (BN statistics) are copied."""
-    for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
-        p_ema.lerp_(p, 1.0 - beta)
-    for b_ema, b in zip(ema.buffers(), model.buffers(), strict=True):
-        b_ema.copy_(b)
+    """ema <- beta * ema + (1 - beta) * model for parameters; buffers (BN statistics) are copied.
+
+    Two foreach calls instead of a Python loop of ~30 kernels: each is the per-tensor ``lerp_`` /
+    ``copy_`` (the same numbers: tests/training/test_cuda_training.py), fused across tensors on a GPU."""
+    ema_params: list[torch.Tensor] = list(ema.parameters())
+    params: list[torch.Tensor] = list(model.parameters())
+    if len(ema_params) != len(params):
+        raise ValueError(f"EMA has {len(ema_params)} parameters, the model {len(params)}")
+    torch._foreach_lerp_(ema_params, params, 1.0 - beta)
+    torch._foreach_copy_(list(ema.buffers()), list(model.buffers()))
