@@ -1,11 +1,14 @@
 # dcgan-faces service image: the FastAPI generator with the demo checkpoint baked in.
 #
-#   docker build -t dcgan-faces .                                   # torch from PyPI (CUDA 12.x wheels)
+#   docker build -t dcgan-faces .                                   # torch from PyPI (CUDA 13.0 wheels)
 #   docker build --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 -t dcgan-faces .
 #   docker build --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu -t dcgan-faces:cpu .
 #
 # The CUDA builds of torch carry their own CUDA runtime: the host needs only the NVIDIA driver and the
-# NVIDIA Container Toolkit (README "Docker" lists the driver each flavour needs).
+# NVIDIA Container Toolkit. The default (CUDA 13.0) needs driver >= 580 and a GPU of compute capability
+# >= 7.5 (Turing or later); README "Docker" lists the driver each flavour needs. Each flavour installs
+# with its own constraints file (deploy/constraints-<cu126|cu128|cpu>.txt, chosen from the URL's last
+# segment; any other index uses deploy/constraints.txt, the CUDA 13.0 pins).
 
 # ---- requirements: pyproject's dependency list alone, so that edits to its tool settings (ruff, pytest,
 # version) leave the requirement files byte-identical and the (multi-GB) install below cached -------
@@ -25,8 +28,10 @@ RUN python -m venv /opt/venv
 # torch/torchvision from TORCH_INDEX_URL first (the CUDA flavour), then the rest from PyPI, each at the
 # version the test suite ran (deploy/constraints.txt).
 COPY --from=requirements /build/requirements.txt /build/torch.txt ./
-COPY deploy/constraints.txt ./
-RUN pip install --no-cache-dir --index-url "$TORCH_INDEX_URL" -r torch.txt -c constraints.txt \
+COPY deploy/constraints.txt deploy/constraints-cu128.txt deploy/constraints-cu126.txt deploy/constraints-cpu.txt ./
+RUN flavour="constraints-$(basename "$TORCH_INDEX_URL").txt" \
+ && if [ -f "$flavour" ]; then mv "$flavour" constraints.txt; fi \
+ && pip install --no-cache-dir --index-url "$TORCH_INDEX_URL" -r torch.txt -c constraints.txt \
  && pip install --no-cache-dir -r requirements.txt -c constraints.txt
 
 # ---- runtime: the venv and the demo checkpoint, run as an unprivileged user -------------------------

@@ -125,12 +125,16 @@ def test_constraints_pin_every_runtime_dependency_within_pyproject() -> None:
         assert req.specifier.contains(pins[name], prereleases=True), f"{req.name}=={pins[name]} violates {dep!r}"
 
 
+FLAVOURS = ("cu128", "cu126", "cpu")  # README's TORCH_INDEX_URL table: download.pytorch.org/whl/<flavour>
+
+
 def test_the_image_and_the_dev_venv_install_with_the_constraints() -> None:
-    assert ("COPY", "deploy/constraints.txt ./") in INSTRUCTIONS
+    files = " ".join(f"deploy/constraints-{f}.txt" for f in FLAVOURS)
+    assert ("COPY", f"deploy/constraints.txt {files} ./") in INSTRUCTIONS
     installs = [args for ins, args in INSTRUCTIONS if ins == "RUN" and "pip install" in args]
     for args in installs:
         for command in args.split("&&"):
-            assert "-c constraints.txt" in command, command
+            assert "pip install" not in command or "-c constraints.txt" in command, command
     assert "-c deploy/constraints.txt" in (REPO / "Makefile").read_text()
 
 
@@ -147,3 +151,32 @@ def test_this_test_run_uses_the_pinned_versions() -> None:
         except PackageNotFoundError:  # e.g. CUDA libraries when torch here is a CPU build
             continue
         assert Version(installed).public == Version(pinned).public, f"{name}: {installed} here, {pinned} pinned"
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_each_cuda_flavour_has_the_default_pins_less_the_cuda_libraries(flavour: str) -> None:
+    """Each torch wheel names its own CUDA libraries; every other pin is the tested one."""
+    lines = (REPO / "deploy" / f"constraints-{flavour}.txt").read_text().splitlines()
+    pins = [ln for ln in lines if ln.strip() and not ln.startswith("#")]
+    default = [ln for ln in (REPO / "deploy" / "constraints.txt").read_text().splitlines() if "==" in ln]
+    assert pins == [ln for ln in default if not re.match(r"(nvidia-|cuda-)", ln)]
+    assert f"whl/{flavour}" in lines[0]
+    assert f"!deploy/constraints-{flavour}.txt" in (REPO / ".dockerignore").read_text()
+
+
+@pytest.mark.parametrize(
+    ("url", "chosen"),
+    [
+        ("https://pypi.org/simple", "constraints.txt"),
+        *((f"https://download.pytorch.org/whl/{f}", f"constraints-{f}.txt") for f in FLAVOURS),
+    ],
+)
+def test_the_build_picks_the_flavours_constraints(tmp_path: Path, url: str, chosen: str) -> None:
+    """The install step's file choice, run by sh on copies of the files the build copies."""
+    (run,) = [args for ins, args in INSTRUCTIONS if ins == "RUN" and "constraints-$(basename" in args]
+    choose = run.split("&& pip install")[0]
+    for name in ("constraints.txt", *(f"constraints-{f}.txt" for f in FLAVOURS)):
+        (tmp_path / name).write_text(name)
+    done = subprocess.run(["sh", "-c", choose], cwd=tmp_path, env={"TORCH_INDEX_URL": url}, capture_output=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "constraints.txt").read_text() == chosen

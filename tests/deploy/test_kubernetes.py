@@ -106,6 +106,28 @@ def with_checkpoint_pvc(tmp_path_factory: pytest.TempPathFactory) -> list[dict[s
     return [d for d in yaml.safe_load_all(_kustomize(str(overlay))) if d]
 
 
+def _overlay_with(tmp: Path, base: str, component: str) -> list[dict[str, Any]]:
+    """``base`` plus ``component``, as a user's own overlay (or an uncommented line) would combine them."""
+    (tmp / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        f"resources:\n  - {os.path.relpath(KUBE / base, tmp)}\n"
+        f"components:\n  - {os.path.relpath(KUBE / component, tmp)}\n"
+    )
+    return [d for d in yaml.safe_load_all(_kustomize(str(tmp))) if d]
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize(("base", "kind"), [("overlays/gpu", "Deployment"), ("training", "Job")])
+def test_the_optional_nvidia_runtime_class_patches_the_pods(tmp_path: Path, base: str, kind: str, version: str) -> None:
+    """components/nvidia-runtime-class: off in the default overlay (a comment names it), on when added."""
+    assert "# - ../../components/nvidia-runtime-class" in (KUBE / "overlays/gpu/kustomization.yaml").read_text()
+    assert "runtimeClassName" not in one(render(base), kind)["spec"]["template"]["spec"]
+    objects = _overlay_with(tmp_path, base, "components/nvidia-runtime-class")
+    assert one(objects, kind)["spec"]["template"]["spec"]["runtimeClassName"] == "nvidia"
+    for obj in objects:
+        validate(obj, version)
+
+
 # ---- schemas ------------------------------------------------------------------------------------------
 
 
@@ -539,6 +561,8 @@ def test_training_image_installs_the_train_extra_and_lints_clean() -> None:
     needed = [r.split("#")[0].strip() for r in extra if not r.startswith("scikit-image")]  # lfw-sample only
     assert sorted(re.findall(r'"([a-z-]+>=[\d.]+)"', dockerfile)) == sorted(needed)
     assert "COPY training /opt/dcgan/training" in dockerfile
+    # --compile: Triton builds its launcher with cc on a GPU, Inductor C++ on a CPU (training.device_checks)
+    assert re.search(r"apt-get install -y --no-install-recommends gcc g\+\+ libc6-dev", dockerfile)
     ignore = (KUBE / "training/Dockerfile.dockerignore").read_text().splitlines()
     assert "!training/" in ignore and "!deploy/constraints.txt" in ignore
     hadolint = Path(sys.executable).with_name("hadolint")
