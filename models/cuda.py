@@ -54,23 +54,25 @@ def exact_convolutions() -> None:
     """The serving byte contract's flags (process-wide): deterministic cuDNN algorithms, no autotuning
     (its choice can change between runs), IEEE fp32 convolutions and matmuls instead of TF32.
 
-    Uses only torch's new ``fp32_precision`` API: mixing it with ``allow_tf32`` makes torch raise."""
+    Through ``allow_tf32``, not the newer ``fp32_precision``: with the new API set, torch raises wherever
+    the old flag is read (``cudnn.flags()``, torch.compile's state checks); ``allow_tf32 = False`` sets
+    the new one to IEEE ("none") as well."""
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.conv.fp32_precision = "ieee"  # type: ignore[attr-defined]  # set by torch at import
-    torch.backends.cuda.matmul.fp32_precision = "ieee"
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
 
 
 @contextlib.contextmanager
 def exact_convolutions_within() -> Iterator[None]:
     """``exact_convolutions()`` for a block, then the previous flags back (training's sample grids)."""
-    cudnn, conv, matmul = torch.backends.cudnn, torch.backends.cudnn.conv, torch.backends.cuda.matmul  # type: ignore[attr-defined]
-    saved = (cudnn.deterministic, cudnn.benchmark, conv.fp32_precision, matmul.fp32_precision)
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = (cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32)
     exact_convolutions()
     try:
         yield
     finally:
-        cudnn.deterministic, cudnn.benchmark, conv.fp32_precision, matmul.fp32_precision = saved
+        cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = saved
 
 
 def fast_training() -> None:

@@ -16,7 +16,7 @@ from app import engine as engine_module
 from app.engine import Engine, StartupError, forward_workers, resolve_device, torch_threads, warmup_sizes
 from app.settings import Settings
 from models import load_export
-from models.cuda import exact_convolutions, is_device_lost, unavailable_reason
+from models.cuda import exact_convolutions, exact_convolutions_within, is_device_lost, unavailable_reason
 from tests.app.conftest import Served, serve
 
 ILLEGAL_ADDRESS = "CUDA error: an illegal memory access was encountered"
@@ -26,9 +26,9 @@ ILLEGAL_ADDRESS = "CUDA error: an illegal memory access was encountered"
 def cudnn_flags() -> Iterator[None]:
     """Put back the process-wide cuDNN/TF32 flags a test sets."""
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
-    saved = (cudnn.deterministic, cudnn.benchmark, cudnn.conv.fp32_precision, matmul.fp32_precision)
+    saved = (cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32)
     yield
-    cudnn.deterministic, cudnn.benchmark, cudnn.conv.fp32_precision, matmul.fp32_precision = saved
+    cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = saved
 
 
 @pytest.fixture
@@ -61,11 +61,17 @@ def test_warm_up_covers_every_shape_a_forward_can_have() -> None:
 
 
 def test_exact_convolutions_sets_the_contracts_flags(cudnn_flags: None) -> None:
-    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.benchmark = True  # as training sets it (models.cuda.fast_training)
+    with exact_convolutions_within():  # training's sample grids: the service's flags, then training's back
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.allow_tf32
+    assert torch.backends.cudnn.benchmark and not torch.backends.cudnn.deterministic
     exact_convolutions()
     cudnn = torch.backends.cudnn
     assert cudnn.deterministic and not cudnn.benchmark
-    assert cudnn.conv.fp32_precision == "ieee" and torch.backends.cuda.matmul.fp32_precision == "ieee"
+    assert not cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    assert cudnn.conv.fp32_precision != "tf32" and torch.backends.cuda.matmul.fp32_precision != "tf32"  # IEEE
+    with cudnn.flags(enabled=True):  # the old flag stays readable (torch.compile and cudnn.flags read it)
+        pass
 
 
 def test_startup_names_the_driver_problem(monkeypatch: pytest.MonkeyPatch) -> None:
