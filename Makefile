@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: venv test lint serve train-demo demo-directions demo-quality train-demo-lfw bench-serve bench-train compose-smoke clean
+.PHONY: venv test lint serve train-demo demo-directions demo-quality train-demo-lfw bench-serve bench-train compose-smoke gpu-check clean
 
 PYTHON ?= python3
 CONSTRAINTS := -c deploy/constraints.txt -c deploy/constraints-dev.txt  # the tested versions (the image: the first)
@@ -85,6 +85,13 @@ bench-serve: $(STAMP)
 
 bench-train: $(STAMP)
 	$(PY) -m bench.train --channels-last
+
+# On a machine with a GPU: the cuda-marked tests, 200 training steps with and without pinned inputs, and
+# the serving byte contract's cost, as one JSON report on stdout. No venv rebuild (that would need the
+# internet): it runs $(PY) as it is; `make gpu-check PY=python3` uses another interpreter.
+gpu-check:
+	@test -x "$$(command -v $(PY))" || { echo "make: $(PY) not found (make venv, or pass PY=...)" >&2; exit 1; }
+	$(PY) scripts/gpu_check.py
 
 # Needs a working Docker engine (see README); not part of `make test`.
 compose-smoke:
