@@ -32,9 +32,9 @@ class StartupError(RuntimeError):
 
 def resolve_device(spec: str, *, announce: bool = True) -> torch.device:
     """``auto|cpu|cuda|cuda:N`` -> a device that exists. Asking for CUDA without it is an error, not a fallback."""
-    if spec == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
+    if spec == "auto" and torch.cuda.is_available():
+        spec = "cuda"  # and checked below like an explicit one
+    elif spec == "auto":
         if announce:
             log.warning(
                 "device=auto: no CUDA device (%s); serving on the CPU (slow; DCGAN_DEVICE=cpu silences this)",

@@ -94,8 +94,10 @@ def test_a_gpu_below_sm_75_is_refused_at_startup(fake_gpu: Callable[..., None]) 
     fake_gpu((7, 0))
     with pytest.raises(StartupError, match=r"sm 7\.0.*>= 7\.5"):
         resolve_device("cuda")
+    with pytest.raises(StartupError, match=r"sm 7\.0"):
+        resolve_device("auto")  # auto takes the GPU, and checks it the same way
     fake_gpu((7, 5))
-    assert resolve_device("cuda") == torch.device("cuda")
+    assert resolve_device("cuda") == torch.device("cuda") == resolve_device("auto")
 
 
 def test_device_lost_is_told_from_out_of_memory() -> None:

@@ -232,6 +232,8 @@ def test_cuda_foreach_ema_gives_the_loops_numbers(tiny_config: Callable[..., Tra
 
 
 @pytest.mark.cuda
+@pytest.mark.filterwarnings("ignore:TensorFloat32 tensor cores:UserWarning")  # inductor's hint; fp32 matmuls by choice
+@pytest.mark.filterwarnings("ignore:--amp. this GPU:RuntimeWarning")  # pre-Ampere: tested above
 def test_cuda_five_steps_with_amp_channels_last_and_compile(tiny_config: Callable[..., TrainConfig]) -> None:
     config = tiny_config(steps=5, device="cuda", amp=True, channels_last=True, compile=True)
     trainer = loop.train(config, Dist(), torch.device("cuda"))
