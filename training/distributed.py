@@ -71,14 +71,20 @@ def init_distributed(device_choice: str) -> tuple[Dist, torch.device]:
 
 def wrap(module: nn.Module, info: Dist, device: torch.device, sync_bn: bool = False) -> nn.Module:
     """DDP-wrap ``module`` under torchrun; BatchNorm buffers are broadcast from rank 0 each forward. With
-    ``sync_bn`` its BatchNorm layers become SyncBatchNorm (batch statistics over every rank; CUDA only),
-    in place: the parameters and buffers, so the state_dict, are the same."""
+    ``sync_bn`` its BatchNorm layers become SyncBatchNorm first (``sync_batchnorm``; CUDA only)."""
     if not info.enabled:
         return module
     if sync_bn:
-        for name, child in list(module.named_children()):
-            setattr(module, name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
+        sync_batchnorm(module)
     return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def sync_batchnorm(module: nn.Module) -> nn.Module:
+    """``module`` with its BatchNorm layers replaced, in place, by SyncBatchNorm (batch statistics over every
+    rank): the same parameters and buffers, so the same state_dict."""
+    for name, child in list(module.named_children()):
+        setattr(module, name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
+    return module
 
 
 def gather(tensor: torch.Tensor, info: Dist, device: torch.device) -> list[torch.Tensor]:

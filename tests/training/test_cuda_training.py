@@ -259,3 +259,30 @@ def test_cuda_resume_round_trip(tiny_config: Callable[..., TrainConfig]) -> None
         assert torch.equal(value.cpu(), saved[f"G.{name}"]), name
     resumed.run()
     assert load_state(Path(first.config.out)).step == 6
+
+
+def test_sync_bn_swaps_batchnorm_in_place_and_keeps_the_state_dict(tiny_config: Callable[..., TrainConfig]) -> None:
+    """--sync-bn under torchrun: the trained G's BatchNorms become SyncBatchNorm (same keys, so the training
+    state and the export are unchanged); the EMA copy, which is exported, keeps plain BatchNorm. (DDP itself
+    takes SyncBatchNorm on GPU modules only: the wrapping runs in `make gpu-check`'s world of one.)"""
+    nets = steps.build_nets(tiny_config(), CPU, Dist())
+    keys = list(nets.G.state_dict())
+    assert distributed.sync_batchnorm(nets.G) is nets.G
+    norms = [m for m in nets.G.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms and all(isinstance(m, torch.nn.SyncBatchNorm) for m in norms)
+    assert list(nets.G.state_dict()) == keys
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in nets.G_ema.modules())
+
+
+@pytest.mark.cuda
+def test_cuda_sync_bn_trains_under_ddp(tiny_config: Callable[..., TrainConfig]) -> None:
+    """A world of one over nccl: the SyncBatchNorm G wrapped by DDP runs a forward and backward."""
+    dist.init_process_group("nccl", store=dist.HashStore(), rank=0, world_size=1, device_id=torch.device("cuda", 0))
+    try:
+        device = torch.device("cuda", 0)
+        nets = steps.build_nets(tiny_config(), device, Dist())
+        wrapped = distributed.wrap(nets.G, Dist(world=2), device, sync_bn=True)
+        wrapped(torch.randn(8, nets.G.config.nz, device=device)).mean().backward()
+        assert all(p.grad is not None for p in nets.G.parameters())
+    finally:
+        dist.destroy_process_group()
