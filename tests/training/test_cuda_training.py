@@ -169,6 +169,13 @@ def test_one_rank_per_node_decodes_while_the_others_wait(
     assert events == order  # rank 8 is node 1's first: it decodes although it is not rank 0
 
 
+def test_the_host_copy_is_released_after_the_upload() -> None:
+    data = loop.ImageSet(torch.zeros(64, 3, 8, 8, dtype=torch.uint8), "synthetic", "hash")
+    emptied = loop.without_pixels(data)
+    assert emptied.images.shape == (0, 3, 8, 8) and emptied.images.untyped_storage().nbytes() == 0
+    assert emptied.name == data.name and emptied.content_hash == data.content_hash  # the log and export still say
+
+
 @pytest.fixture
 def gloo_world_of_one() -> Iterator[None]:
     store = dist.HashStore()
