@@ -58,14 +58,14 @@ def init_distributed(device_choice: str) -> tuple[Dist, torch.device]:
         return Dist(), resolve_device(device_choice)
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_choice, local_rank)
-    if device.type == "cuda":
+    cuda = device.type == "cuda"
+    if cuda:
         torch.cuda.set_device(device)
-        # device_id: NCCL binds this rank to its GPU at once (no guessing, no lazy init at the first collective)
-        dist.init_process_group(backend="nccl", timeout=STEP_TIMEOUT, device_id=device)
-        cpu_group = dist.new_group(backend="gloo", timeout=SLOW_TIMEOUT)
-    else:
-        dist.init_process_group(backend="gloo", timeout=SLOW_TIMEOUT)
-        cpu_group = None  # the default group is gloo already
+    # device_id: NCCL binds this rank to its GPU at once (no guessing, no lazy init at the first collective)
+    dist.init_process_group(
+        backend="nccl" if cuda else "gloo", timeout=STEP_TIMEOUT, device_id=device if cuda else None
+    )
+    cpu_group = dist.new_group(backend="gloo", timeout=SLOW_TIMEOUT)
     return Dist(rank, world, local_rank, cpu_group), device
 
 

@@ -151,6 +151,12 @@ def test_torchrun_on_cuda_sets_timeouts_device_id_and_a_cpu_group(monkeypatch: p
         ("init", {"backend": "nccl", "timeout": STEP_TIMEOUT, "device_id": GPU}),
         ("group", {"backend": "gloo", "timeout": SLOW_TIMEOUT}),
     ]
+    calls.clear()
+    assert distributed.init_distributed("cpu")[1] == CPU  # gloo for the steps too, with the same two timeouts
+    assert calls == [
+        ("init", {"backend": "gloo", "timeout": STEP_TIMEOUT, "device_id": None}),
+        ("group", {"backend": "gloo", "timeout": SLOW_TIMEOUT}),
+    ]
     waited: list[object] = []
     monkeypatch.setattr(dist, "barrier", lambda group=None: waited.append(group))
     distributed.barrier(info)
