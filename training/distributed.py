@@ -22,6 +22,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from models.cuda import unavailable_reason
+
 STEP_TIMEOUT = timedelta(minutes=30)  # a step's collective (nccl): covers rank 0's eval and snapshots in between
 SLOW_TIMEOUT = timedelta(hours=6)  # ``barrier`` (gloo): decoding all of CelebA on slow shared storage, the export
 
@@ -45,7 +47,7 @@ class Dist:
 def resolve_device(choice: str, local_rank: int = 0) -> torch.device:
     """``auto|cpu|cuda`` -> a device; asking for CUDA without one is an error, not a silent fallback."""
     if choice == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
+        raise ValueError(f"--device cuda: no CUDA device is available ({unavailable_reason()})")
     if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     return torch.device("cuda", local_rank)

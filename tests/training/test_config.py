@@ -70,7 +70,8 @@ def test_missing_cuda_is_an_error(capsys: pytest.CaptureFixture[str], tmp_path: 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     assert main(["--dataset", "synthetic", "--device", "cuda", "--out", f"{tmp_path}/run"]) == 2
-    assert "--device cuda: no CUDA device" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--device cuda: no CUDA device" in err and ("driver" in err or "CPU wheel" in err)  # says why
 
 
 def test_the_allocator_keeps_freed_memory_on_glibc() -> None:
