@@ -98,7 +98,7 @@ class Service:
             "loaded %s (%s) on %s; warm-up %.2f s; %d forward worker(s) of %d torch thread(s)",
             *(engine.info.model_id, engine.info.config, engine.device, seconds, workers, torch.get_num_threads()),
         )
-        if self.state == "starting":  # not "failed" by a warm-up that lost the device
+        if self.state != "failed":  # a lost device stays lost, even for a lifespan started again
             self.state = "ready"
 
     def device_lost(self, error: BaseException) -> None:
