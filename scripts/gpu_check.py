@@ -132,9 +132,10 @@ def time_training(steps: int, rounds: int, out: Path, device: str = "cuda", **mo
     }
 
 
-def time_serving(chunk_rows: int, repeats: int) -> dict[str, Any]:
+def time_serving(chunk_rows: int, repeats: int, device: str = "cuda") -> dict[str, Any]:
     """Milliseconds per generator forward (median), under the byte contract and under torch's defaults."""
-    generator, _ = load_generator(DEMO, "cuda")
+    generator, _ = load_generator(DEMO, device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     nz = generator.config.nz
     results: dict[str, Any] = {"export": DEMO.name, "chunk_rows": chunk_rows}
 
@@ -144,7 +145,7 @@ def time_serving(chunk_rows: int, repeats: int) -> dict[str, Any]:
         for _ in range(5):
             for piece in pieces:
                 render(generator, piece, pad_to)
-        torch.cuda.synchronize()
+        sync()
         times = []
         for _ in range(repeats):
             start = time.perf_counter()

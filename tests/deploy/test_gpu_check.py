@@ -34,3 +34,14 @@ def test_the_training_timing_times_both_input_modes(tmp_path: Path) -> None:
     result = gpu_check.time_training(2, 1, tmp_path / "run", device="cpu", **model)
     assert set(result["seconds"]) == {"pinned", "blocking"} and result["steps"] == 2
     assert result["pinned_speedup"] > 0
+
+
+def test_the_serving_timing_times_both_configurations() -> None:
+    """The forward timing on the CPU (the flags it sets are CUDA's: the CPU's pixels do not move)."""
+    cudnn = torch.backends.cudnn
+    saved = (cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    try:
+        result = gpu_check.time_serving(chunk_rows=64, repeats=1, device="cpu")
+    finally:
+        cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+    assert set(result["defaults_ms"]) == set(result["contract_ms"]) == {"n=1", "n=256"}
