@@ -21,7 +21,7 @@ from models import Direction, ExportInfo, Generator, load_export
 from models.cuda import capability_problem, exact_convolutions, unavailable_reason
 from models.directions import label_sefa, sefa
 from models.precision import DTYPES, cast, check_bf16, cuda_bf16_native
-from models.sampling import PAD_MULTIPLE, padded_rows, render
+from models.sampling import PAD_MULTIPLE, render
 
 log = logging.getLogger("app.engine")
 
