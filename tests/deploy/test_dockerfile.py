@@ -159,7 +159,9 @@ def test_each_cuda_flavour_has_the_default_pins_less_the_cuda_libraries(flavour:
     lines = (REPO / "deploy" / f"constraints-{flavour}.txt").read_text().splitlines()
     pins = [ln for ln in lines if ln.strip() and not ln.startswith("#")]
     default = [ln for ln in (REPO / "deploy" / "constraints.txt").read_text().splitlines() if "==" in ln]
-    assert pins == [ln for ln in default if not re.match(r"(nvidia-|cuda-)", ln)]
+    assert pins == [ln for ln in default if not re.match(r"(nvidia-|cuda-)", ln)], (
+        "stale: run python deploy/flavour_constraints.py"
+    )
     assert f"whl/{flavour}" in lines[0]
     assert f"!deploy/constraints-{flavour}.txt" in (REPO / ".dockerignore").read_text()
 
