@@ -1,0 +1,313 @@
+"""How well inversion works, on held-out CelebA faces: ``python -m training.invert_eval``.
+
+    python -m training.invert_eval --checkpoint G.safetensors --celeba ROOT --out docs/inversion/
+
+On CelebA images 9,001-10,000 (``--images`` of them, in file order), which neither the generator nor
+the encoder trained on, through the project's resize and centre crop (the training pipeline's own
+"alignment"), it measures and writes ``eval.json`` and ``figure.png`` to ``--out``:
+
+- the round trip on generated faces G(z): latent and pixel error (near exact, or the optimiser is wrong);
+- PSNR and SSIM (median, p10, p90) of: the mean training face, the best of ``--seeds`` random seeds,
+  the encoder alone (fast), Adam from random starts (no encoder), and the hybrid (faithful);
+- attribute agreement: the attribute classifier on the input vs on the reconstruction, beside the
+  classifier's own accuracy on those inputs (CelebA's labels);
+- edit success (+2σ raises, −2σ lowers) on inverted latents vs on seed latents, per kept direction;
+- latency per face, fast and faithful, one face at a time on this machine;
+- the figure: rows of held-out faces; input, aligned, fast, faithful, Smiling +2, Male +2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from inversion.encoder import Encoder, default_path, load_encoder
+from inversion.fidelity import from_uint8, psnr, ssim
+from inversion.refine import DEFAULT_STARTS, DEFAULT_STEPS, Objective, invert, refine
+from models.checkpoint import load_export
+from models.dcgan import Generator
+from models.directions import Direction, edit
+from models.latent import latents_for_seeds
+from models.sampling import to_uint8
+from training.attributes import Classifier, load_classifier
+from training.config import TrainConfig
+from training.data import celeba_root, load_holdout, load_images
+from training.directions import edit_success_at
+
+ROUND_TRIP_SEED_BASE = 5_000_000  # generated faces for the round trip (disjoint from fitting and edit tests)
+RANDOM_SEED_BASE = 6_000_000  # the best-of-N baseline's seeds
+FIGURE_EDITS = (("Smiling", 2.0), ("Male", 2.0))
+CELL = 128  # px per figure cell
+
+
+def _stats(values: torch.Tensor) -> dict[str, float]:
+    v = values.double()
+    q = torch.quantile(v, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64))
+    return {"p10": round(float(q[0]), 3), "median": round(float(q[1]), 3), "p90": round(float(q[2]), 3)}
+
+
+def _fidelity(images: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
+    return {"psnr": _stats(psnr(images, target)), "ssim": _stats(ssim(images, target))}
+
+
+@torch.inference_mode()
+def best_of_seeds(G: Generator, target: torch.Tensor, n: int, batch: int = 250) -> torch.Tensor:
+    """Per target, G's face (of ``n`` seeds) with the highest PSNR: (N, C, S, S)."""
+    best = torch.full((len(target),), -1.0)
+    out = torch.empty_like(target)
+    for start in range(RANDOM_SEED_BASE, RANDOM_SEED_BASE + n, batch):
+        faces = G(latents_for_seeds(range(start, min(start + batch, RANDOM_SEED_BASE + n)), G.config.nz))
+        for i, x in enumerate(target):
+            p = psnr(faces, x.expand_as(faces))  # (B,)
+            j = int(p.argmax())
+            if p[j] > best[i]:
+                best[i], out[i] = p[j], faces[j]
+    return out
+
+
+def round_trip(G: Generator, E: Encoder, n: int, steps: int, starts: int) -> dict[str, Any]:
+    """Invert generated faces G(z): how far the latent and the pixels land from the truth."""
+    z = latents_for_seeds(range(ROUND_TRIP_SEED_BASE, ROUND_TRIP_SEED_BASE + n), G.config.nz)
+    with torch.inference_mode():
+        x = G(z)
+    rows: dict[str, Any] = {}
+    hybrid = invert(G, E, x, steps=steps, starts=starts)
+    bare = refine(G, E, x, hybrid.z[:, None], steps, Objective(consistency=0.0, shell=0.0))  # pixels only
+    with torch.inference_mode():
+        for name, found in (("encoder", invert(G, E, x, mode="fast").z), ("hybrid", hybrid.z), ("pixels_only", bare)):
+            rows[name] = {
+                "latent_relative_error": _stats((found - z).norm(dim=1) / z.norm(dim=1)),
+                "psnr": _stats(psnr(G(found), x)),
+            }
+    return rows
+
+
+def attribute_agreement(
+    classifier: Classifier, labels: torch.Tensor, inputs: torch.Tensor, recons: dict[str, torch.Tensor]
+) -> dict[str, Any]:
+    """Per kept attribute: the classifier's accuracy on the inputs (against CelebA's labels), and how often
+    its decision on each reconstruction agrees with its decision on the input."""
+    columns = [classifier.attributes.index(a) for a in classifier.kept]
+    on_input = classifier.probabilities(to_uint8(inputs))[:, columns] > 0.5  # (N, A)
+    table: dict[str, Any] = {"accuracy_on_inputs": (on_input == labels[:, columns].bool()).double().mean(0)}
+    for name, images in recons.items():
+        decided = classifier.probabilities(to_uint8(images))[:, columns] > 0.5
+        table[f"agreement_{name}"] = (decided == on_input).double().mean(0)
+    rows = {a: {k: round(float(v[i]), 3) for k, v in table.items()} for i, a in enumerate(classifier.kept)}
+    mean = {k: round(float(v.mean()), 3) for k, v in table.items()}
+    return {"mean_over_kept": mean, "per_attribute": rows}
+
+
+def latency(G: Generator, E: Encoder, target: torch.Tensor, steps: int, starts: int) -> dict[str, Any]:
+    """Seconds per face, one face at a time (as a request is served), median over the faces given."""
+    out: dict[str, Any] = {"threads": torch.get_num_threads()}
+    for mode in ("fast", "faithful"):
+        seconds = [invert(G, E, x[None], mode=mode, steps=steps, starts=starts).seconds for x in target]
+        out[mode] = {"median_s": round(statistics.median(seconds), 3), "max_s": round(max(seconds), 3)}
+    return out
+
+
+def figure(
+    path: Path,
+    photos: list[Path],
+    inputs: torch.Tensor,
+    fast: torch.Tensor,
+    G: Generator,
+    z: torch.Tensor,
+    directions: dict[str, Direction],
+) -> None:
+    """Rows of faces: the photo as stored, the aligned crop, fast, faithful, then each figure edit at +2σ."""
+    edits = [(name, s) for name, s in FIGURE_EDITS if name in directions]
+    with torch.inference_mode():
+        faithful = G(z)
+        edited = [G(torch.stack([edit(zi, directions[n].vector, [s])[0] for zi in z])) for n, s in edits]
+    columns = [inputs, fast, faithful, *edited]
+    sheet = Image.new("RGB", (CELL * (len(columns) + 1), CELL * len(photos)), "white")
+    for row, photo in enumerate(photos):
+        with Image.open(photo) as img:
+            original = img.convert("RGB")
+        original.thumbnail((CELL, CELL), Image.Resampling.LANCZOS)
+        sheet.paste(original, ((CELL - original.width) // 2, row * CELL + (CELL - original.height) // 2))
+        for col, images in enumerate(columns, start=1):
+            cell = Image.fromarray(to_uint8(images[row : row + 1])[0].numpy()).resize(
+                (CELL, CELL), Image.Resampling.NEAREST
+            )
+            sheet.paste(cell, (col * CELL, row * CELL))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _batched_invert(
+    G: Generator, E: Encoder, x: torch.Tensor, steps: int, starts: int, batch: int
+) -> tuple[torch.Tensor, float]:
+    """Faithful latents (N, nz) for ``x`` in batches of ``batch`` images, and the seconds per face."""
+    began = time.perf_counter()
+    z = torch.cat([invert(G, E, part, steps=steps, starts=starts).z for part in x.split(batch)])
+    return z, (time.perf_counter() - began) / len(x)
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    export = load_export(args.checkpoint)
+    G = export.generator
+    E, encoder_info = load_encoder(args.encoder or default_path(args.checkpoint), expect_generator=export.info)
+    classifier = load_classifier(args.classifier)
+    data = TrainConfig(
+        dataset="celeba",
+        data=str(args.celeba),
+        max_images=10000,
+        holdout=1000,
+        image_size=G.config.image_size,
+        cache_dir=args.cache_dir,
+    )
+    held = load_holdout(data)
+    names, x = held.names[: args.images], from_uint8(held.images[: args.images])  # (N, C, S, S)
+    mean_face = from_uint8(load_images(data).images).mean(0, keepdim=True).expand_as(x)
+    report: dict[str, Any] = {
+        "images": {"files": f"{names[0]}..{names[-1]}", "count": len(names), "aligned_by": "resize + centre crop"},
+        "settings": {"steps": args.steps, "starts": args.starts, "seeds": args.seeds, **asdict(Objective())},
+        "encoder": {"path": str(encoder_info.path), "provenance": encoder_info.provenance},
+        "machine": {"cpu": cpu_name(), "threads": torch.get_num_threads(), "load_average": list(_loadavg())},
+    }
+    timings: dict[str, float] = {}
+
+    def timed(name: str, fn: Any) -> Any:
+        began = time.perf_counter()
+        out = fn()
+        timings[name] = round(time.perf_counter() - began, 1)
+        print(f"{name}: {timings[name]} s", file=sys.stderr)
+        return out
+
+    report["round_trip"] = timed("round trip", lambda: round_trip(G, E, args.round_trip, args.steps, args.starts))
+    fast = timed("encoder", lambda: invert(G, E, x, mode="fast"))
+    seeds = timed("best of seeds", lambda: best_of_seeds(G, x, args.seeds))
+    g = torch.Generator().manual_seed(0)
+    z0 = torch.randn(len(x), args.starts, G.config.nz, generator=g)
+    random_z = timed(
+        "random starts",
+        lambda: torch.cat(
+            [
+                refine(G, None, part, z0_part, args.steps)
+                for part, z0_part in zip(x.split(args.batch), z0.split(args.batch), strict=True)
+            ]
+        ),
+    )
+    hybrid_z, per_face = timed("hybrid", lambda: _batched_invert(G, E, x, args.steps, args.starts, args.batch))
+    with torch.inference_mode():
+        random_recon, hybrid_recon = G(random_z), G(hybrid_z)
+    report["fidelity"] = {
+        "mean_face": _fidelity(mean_face, x),
+        f"best_of_{args.seeds}_seeds": _fidelity(seeds, x),
+        "encoder_alone": _fidelity(fast.reconstruction, x),
+        "random_start_optimisation": _fidelity(random_recon, x),
+        "hybrid": _fidelity(hybrid_recon, x),
+    }
+    report["latent_norm_over_sqrt_nz"] = {
+        "encoder_alone": _stats(fast.z.norm(dim=1) / G.config.nz**0.5),
+        "random_start_optimisation": _stats(random_z.norm(dim=1) / G.config.nz**0.5),
+        "hybrid": _stats(hybrid_z.norm(dim=1) / G.config.nz**0.5),
+    }
+    labels = _labels(Path(args.celeba), names)
+    report["attributes"] = attribute_agreement(
+        classifier, labels, x, {"encoder_alone": fast.reconstruction, "hybrid": hybrid_recon}
+    )
+    directions = {d.name: d for d in export.directions if d.kind == "attribute" and d.name in classifier.attributes}
+    kept = list(directions.values())
+    report["edit_success"] = timed(
+        "edits",
+        lambda: {
+            "inverted": edit_success_at(G, classifier, kept, hybrid_z),
+            "seeds": edit_success_at(
+                G, classifier, kept, latents_for_seeds(range(4_000_000, 4_000_000 + len(x)), G.config.nz)
+            ),
+        },
+    )
+    report["latency"] = timed("latency", lambda: latency(G, E, x[: args.latency_faces], args.steps, args.starts))
+    report["latency"]["faithful_batched_per_face_s"] = round(per_face, 3)
+    report["timings_s"] = timings
+    root = celeba_root(Path(args.celeba))
+    rows = list(range(min(8, len(x))))
+    figure(
+        args.out / "figure.png",
+        [root / names[i] for i in rows],
+        x[rows],
+        fast.reconstruction[rows],
+        G,
+        hybrid_z[rows],
+        directions,
+    )
+    return report
+
+
+def _labels(celeba: Path, names: tuple[str, ...]) -> torch.Tensor:
+    from training.attributes import ATTRIBUTE_FILE, read_attributes
+
+    _, rows = read_attributes(celeba / ATTRIBUTE_FILE)
+    return torch.stack([rows[Path(n).name] for n in names]).float()
+
+
+def _loadavg() -> tuple[float, ...]:
+    try:
+        import os
+
+        return tuple(round(v, 2) for v in os.getloadavg())
+    except OSError:
+        return ()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.invert_eval",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--checkpoint", type=Path, required=True, help="generator export")
+    parser.add_argument("--encoder", type=Path, help="its encoder (default: <export stem>.encoder.safetensors)")
+    parser.add_argument("--classifier", type=Path, default=Path("checkpoints/attributes-64.safetensors"), help=" ")
+    parser.add_argument("--celeba", type=Path, required=True, help="CelebA root (images 9,001-10,000 are measured)")
+    parser.add_argument("--out", type=Path, default=Path("docs/inversion"), help="eval.json and figure.png go here")
+    parser.add_argument("--images", type=int, default=200, help="held-out images measured (the first N)")
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="faithful mode's Adam steps")
+    parser.add_argument("--starts", type=int, default=DEFAULT_STARTS, help="faithful mode's starts")
+    parser.add_argument("--seeds", type=int, default=1000, help="random seeds for the best-of-N baseline")
+    parser.add_argument("--round-trip", type=int, default=32, help="generated faces for the round trip")
+    parser.add_argument("--latency-faces", type=int, default=8, help="faces timed one at a time")
+    parser.add_argument("--batch", type=int, default=50, help="images per refinement batch")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--cache-dir", help="decoded-image cache, as dcgan-train")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        report = evaluate(args)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report["fidelity"], indent=2))
+    print(f"wrote {args.out / 'eval.json'} and {args.out / 'figure.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
