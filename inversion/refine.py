@@ -34,8 +34,8 @@ from models.dcgan import Generator
 
 Mode = Literal["fast", "faithful"]
 MODES: tuple[Mode, ...] = ("fast", "faithful")
-DEFAULT_STEPS = 100
-DEFAULT_STARTS = 4
+DEFAULT_STEPS = 200
+DEFAULT_STARTS = 2
 MAX_STEPS = 5000
 MAX_STARTS = 64
 
@@ -44,11 +44,11 @@ MAX_STARTS = 64
 class Objective:
     """The refinement's loss weights and optimiser settings (the defaults were tuned on held-out CelebA)."""
 
-    pixel: float = 1.0
+    pixel: float = 4.0  # on 16 held-out faces: +0.3 dB median PSNR over 1.0, -0.02 SSIM
     ssim: float = 0.5
     consistency: float = 0.02
     shell: float = 0.05
-    lr: float = 0.05  # Adam, cosine-decayed to 0 over the steps
+    lr: float = 0.1  # Adam, cosine-decayed to 0 over the steps
     spread: float = 0.5  # std of the perturbation added to E(x) for the extra starts
 
 

@@ -48,7 +48,7 @@ class EncoderTrainConfig:
     celeba: str | None = None  # None: --synthetic (procedural images; for tests)
     max_images: int = 10000  # as dcgan-train: the first N images, of which the last --holdout are held out
     holdout: int = 1000
-    steps: int = 1500
+    steps: int = 1000
     fake_batch: int = 48  # generated pairs per step (latent loss)
     recon_fake: int = 16  # of those, how many are also reconstructed through G (pixel + SSIM loss)
     real_batch: int = 16  # real training crops per step (pixel + SSIM loss)
@@ -126,7 +126,7 @@ def train(cfg: EncoderTrainConfig, progress: bool = True) -> dict[str, Any]:
     optimizer = torch.optim.Adam(E.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / cfg.steps)))
     g = torch.Generator().manual_seed(cfg.seed)  # latents, image order and flips: never the global RNG
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), time.process_time()
     bar = tqdm(range(cfg.steps), desc="encoder", unit="step", disable=not progress, dynamic_ncols=True)
     for _ in bar:
         z = torch.randn(cfg.fake_batch, G.config.nz, generator=g).to(device)
@@ -148,6 +148,7 @@ def train(cfg: EncoderTrainConfig, progress: bool = True) -> dict[str, Any]:
         "data": {"dataset": images.name, "files": images.files, "held_out": held_out.files},
         "final_losses": final,
         "seconds": round(time.perf_counter() - began, 1),
+        "cpu_seconds": round(time.process_time() - cpu_began, 1),
         "device": str(device),
         "held_out_psnr_median": held_out_psnr(G, E, to_float(held_out.images[:256].to(device))),
     }

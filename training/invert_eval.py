@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from inversion.encoder import Encoder, default_path, load_encoder
 from inversion.fidelity import from_uint8, psnr, ssim
@@ -48,6 +48,7 @@ ROUND_TRIP_SEED_BASE = 5_000_000  # generated faces for the round trip (disjoint
 RANDOM_SEED_BASE = 6_000_000  # the best-of-N baseline's seeds
 FIGURE_EDITS = (("Smiling", 2.0), ("Male", 2.0))
 CELL = 128  # px per figure cell
+HEADER = 28  # px of column titles
 
 
 def _stats(values: torch.Tensor) -> dict[str, float]:
@@ -109,11 +110,20 @@ def attribute_agreement(
 
 
 def latency(G: Generator, E: Encoder, target: torch.Tensor, steps: int, starts: int) -> dict[str, Any]:
-    """Seconds per face, one face at a time (as a request is served), median over the faces given."""
+    """Per face, one face at a time (as a request is served): wall seconds and this process's CPU seconds
+    (medians over the faces given). On a machine other work shares, the CPU seconds are what an idle
+    one would take with one thread; the wall time says how busy this one was."""
     out: dict[str, Any] = {"threads": torch.get_num_threads()}
     for mode in ("fast", "faithful"):
-        seconds = [invert(G, E, x[None], mode=mode, steps=steps, starts=starts).seconds for x in target]
-        out[mode] = {"median_s": round(statistics.median(seconds), 3), "max_s": round(max(seconds), 3)}
+        wall, cpu = [], []
+        for x in target:
+            began = time.process_time()
+            wall.append(invert(G, E, x[None], mode=mode, steps=steps, starts=starts).seconds)
+            cpu.append(time.process_time() - began)
+        out[mode] = {
+            "wall_median_s": round(statistics.median(wall), 3),
+            "cpu_median_s": round(statistics.median(cpu), 3),
+        }
     return out
 
 
@@ -132,19 +142,155 @@ def figure(
         faithful = G(z)
         edited = [G(torch.stack([edit(zi, directions[n].vector, [s])[0] for zi in z])) for n, s in edits]
     columns = [inputs, fast, faithful, *edited]
-    sheet = Image.new("RGB", (CELL * (len(columns) + 1), CELL * len(photos)), "white")
+    titles = ["input", "aligned", "fast", "faithful", *(f"{n} +{s:g}" for n, s in edits)]
+    sheet = Image.new("RGB", (CELL * (len(columns) + 1), HEADER + CELL * len(photos)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for col, title in enumerate(titles):
+        draw.text((col * CELL + CELL // 2, HEADER // 2), title, fill="black", anchor="mm", font_size=16)
     for row, photo in enumerate(photos):
         with Image.open(photo) as img:
             original = img.convert("RGB")
         original.thumbnail((CELL, CELL), Image.Resampling.LANCZOS)
-        sheet.paste(original, ((CELL - original.width) // 2, row * CELL + (CELL - original.height) // 2))
+        sheet.paste(original, ((CELL - original.width) // 2, HEADER + row * CELL + (CELL - original.height) // 2))
         for col, images in enumerate(columns, start=1):
             cell = Image.fromarray(to_uint8(images[row : row + 1])[0].numpy()).resize(
                 (CELL, CELL), Image.Resampling.NEAREST
             )
-            sheet.paste(cell, (col * CELL, row * CELL))
+            sheet.paste(cell, (col * CELL, HEADER + row * CELL))
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)
+
+
+TARGETS = {"psnr_db": 20.0, "faithful_s": 3.0, "edit_points": 10.0}
+
+
+def _row(cells: list[Any]) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _q(stats: dict[str, float], digits: int) -> str:
+    return f"{stats['median']:.{digits}f} ({stats['p10']:.{digits}f}–{stats['p90']:.{digits}f})"
+
+
+def _edit_rate(table: dict[str, dict[str, Any]]) -> float:
+    """Mean over directions of the two success rates (+2σ raises, −2σ lowers), in points."""
+    rates = [(r["raises_at_plus_2"] + r["lowers_at_minus_2"]) / 2 for r in table.values()]
+    return 100 * statistics.mean(rates) if rates else float("nan")
+
+
+def markdown(report: dict[str, Any], command: str) -> str:
+    """docs/inversion/README.md: the tables of ``report``, and the targets checked against them."""
+    fid, rt, lat, attrs = report["fidelity"], report["round_trip"], report["latency"], report["attributes"]
+    edits, machine, images = report["edit_success"], report["machine"], report["images"]
+    enc = report["encoder"]["provenance"]
+    norms = report["latent_norm_over_sqrt_nz"]
+    lines = [
+        "# Inversion of held-out faces: the tables",
+        "",
+        f"Made by `{command}` (raw numbers: [eval.json](eval.json)). {images['count']} held-out CelebA images "
+        f"({images['files']}; neither G nor E trained on them), {images['aligned_by']} to "
+        f"{report['size']}×{report['size']}. Faithful mode: {report['settings']['steps']} Adam steps from "
+        f"{report['settings']['starts']} starts. CPU: {machine['cpu']}, {machine['threads']} torch thread(s), "
+        f"load average {machine['load_average']} at the start (the machine was shared).",
+        "",
+        f"Encoder: {enc.get('recipe', {}).get('steps')} steps, {enc.get('seconds')} s wall "
+        f"({enc.get('cpu_seconds', '?')} s CPU) on {enc.get('device')}, trained on {enc.get('data', {}).get('files')}.",
+        "",
+        "## Round trip on generated faces G(z)",
+        "",
+        f"{report['round_trip_count']} latents from seeds {ROUND_TRIP_SEED_BASE:,}..; median (p10–p90).",
+        "",
+        _row(["method", "|ẑ − z| / |z|", "PSNR of G(ẑ) vs G(z), dB"]),
+        _row(["---", "---:", "---:"]),
+    ]
+    for name, r in rt.items():
+        lines.append(_row([name.replace("_", " "), _q(r["latent_relative_error"], 3), _q(r["psnr"], 1)]))
+    lines += [
+        "",
+        "## Fidelity on held-out faces",
+        "",
+        "Median (p10–p90). |z|/√nz: where the latent sits (N(0, I) latents sit at 1.0).",
+        "",
+        _row(["method", "PSNR, dB", "SSIM", "|z|/√nz"]),
+        _row(["---", "---:", "---:", "---:"]),
+    ]
+    for name, r in fid.items():
+        norm = _q(norms[name], 2) if name in norms else ""
+        label = name.replace("_", " ")
+        if name == "random_start_optimisation":
+            label += f" (first {min(report['settings']['baseline_images'], images['count'])} images)"
+        lines.append(_row([label, _q(r["psnr"], 2), _q(r["ssim"], 3), norm]))
+    mean = attrs["mean_over_kept"]
+    lines += [
+        "",
+        "## Attribute agreement",
+        "",
+        "The attribute classifier's decision (p > 0.5) on the reconstruction vs on the input, per kept",
+        "attribute; beside it, the classifier's own accuracy on the inputs against CelebA's labels.",
+        "",
+        _row(["attribute", "classifier accuracy on inputs", "agreement: encoder alone", "agreement: hybrid"]),
+        _row(["---", "---:", "---:", "---:"]),
+        _row(["**mean**", mean["accuracy_on_inputs"], mean["agreement_encoder_alone"], mean["agreement_hybrid"]]),
+    ]
+    for name, r in attrs["per_attribute"].items():
+        lines.append(_row([name, r["accuracy_on_inputs"], r["agreement_encoder_alone"], r["agreement_hybrid"]]))
+    inv, seeds = edits["inverted"], edits["seeds"]
+    lines += [
+        "",
+        "## Edit success: inverted latents vs seed latents",
+        "",
+        "As [docs/edits](../edits/README.md) measures it: the share of latents whose P(attribute) rises at +2σ",
+        f"and falls at −2σ; {images['count']} hybrid latents of held-out faces vs as many seed latents (4,000,000..).",
+        "",
+        _row(["direction", "inverted: +2σ raises", "−2σ lowers", "seeds: +2σ raises", "−2σ lowers"]),
+        _row(["---", "---:", "---:", "---:", "---:"]),
+    ]
+    for name in inv:
+        a, b = inv[name], seeds[name]
+        lines.append(
+            _row([name, a["raises_at_plus_2"], a["lowers_at_minus_2"], b["raises_at_plus_2"], b["lowers_at_minus_2"]])
+        )
+    lines += [
+        _row(["**mean, points**", f"{_edit_rate(inv):.1f}", "", f"{_edit_rate(seeds):.1f}", ""]),
+        "",
+        "## Latency per face",
+        "",
+        f"One face at a time, {lat['threads']} thread(s), median over {report['latency_faces']} faces. CPU seconds "
+        "are this process's: what an idle core would take; wall seconds show the shared machine's load.",
+        "",
+        _row(["mode", "wall, s", "CPU, s"]),
+        _row(["---", "---:", "---:"]),
+        _row(["fast", lat["fast"]["wall_median_s"], lat["fast"]["cpu_median_s"]]),
+        _row(["faithful", lat["faithful"]["wall_median_s"], lat["faithful"]["cpu_median_s"]]),
+        "",
+        f"Batched ({report['batch']} faces a batch) faithful inversion took {lat['faithful_batched_per_face_s']} s "
+        "wall per face.",
+        "",
+        "## Targets",
+        "",
+    ]
+    hybrid_psnr = fid["hybrid"]["psnr"]["median"]
+    gap = _edit_rate(seeds) - _edit_rate(inv)
+    checks = [
+        ("held-out median PSNR, faithful", f"{hybrid_psnr:.2f} dB", hybrid_psnr >= TARGETS["psnr_db"], "≥ 20 dB"),
+        (
+            "faithful, per face (CPU s, one thread)",
+            f"{lat['faithful']['cpu_median_s']} s",
+            lat["faithful"]["cpu_median_s"] <= TARGETS["faithful_s"],
+            "≤ 3 s",
+        ),
+        ("edit success, seeds − inverted", f"{gap:+.1f} points", gap <= TARGETS["edit_points"], "≤ 10 points"),
+    ]
+    lines += [_row(["target", "measured", "goal", "met"]), _row(["---", "---:", "---:", ":---:"])]
+    lines += [_row([name, value, goal, "yes" if ok else "**no**"]) for name, value, ok, goal in checks]
+    lines += [
+        "",
+        "## The figure",
+        "",
+        "![held-out faces: input, aligned, fast, faithful, Smiling +2, Male +2](figure.png)",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def cpu_name() -> str:
@@ -174,8 +320,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     data = TrainConfig(
         dataset="celeba",
         data=str(args.celeba),
-        max_images=10000,
-        holdout=1000,
+        max_images=args.max_images,
+        holdout=args.holdout,
         image_size=G.config.image_size,
         cache_dir=args.cache_dir,
     )
@@ -184,7 +330,13 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     mean_face = from_uint8(load_images(data).images).mean(0, keepdim=True).expand_as(x)
     report: dict[str, Any] = {
         "images": {"files": f"{names[0]}..{names[-1]}", "count": len(names), "aligned_by": "resize + centre crop"},
-        "settings": {"steps": args.steps, "starts": args.starts, "seeds": args.seeds, **asdict(Objective())},
+        "settings": {
+            "steps": args.steps,
+            "starts": args.starts,
+            "seeds": args.seeds,
+            "baseline_images": args.baseline_images,
+            **asdict(Objective()),
+        },
         "encoder": {"path": str(encoder_info.path), "provenance": encoder_info.provenance},
         "machine": {"cpu": cpu_name(), "threads": torch.get_num_threads(), "load_average": list(_loadavg())},
     }
@@ -202,12 +354,14 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     seeds = timed("best of seeds", lambda: best_of_seeds(G, x, args.seeds))
     g = torch.Generator().manual_seed(0)
     z0 = torch.randn(len(x), args.starts, G.config.nz, generator=g)
+    few = slice(0, args.baseline_images)  # the random-start baseline costs as much as the hybrid: fewer images
+    x_few, z0 = x[few], z0[few]
     random_z = timed(
         "random starts",
         lambda: torch.cat(
             [
                 refine(G, None, part, z0_part, args.steps)
-                for part, z0_part in zip(x.split(args.batch), z0.split(args.batch), strict=True)
+                for part, z0_part in zip(x_few.split(args.batch), z0.split(args.batch), strict=True)
             ]
         ),
     )
@@ -218,7 +372,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "mean_face": _fidelity(mean_face, x),
         f"best_of_{args.seeds}_seeds": _fidelity(seeds, x),
         "encoder_alone": _fidelity(fast.reconstruction, x),
-        "random_start_optimisation": _fidelity(random_recon, x),
+        "random_start_optimisation": _fidelity(random_recon, x_few),
         "hybrid": _fidelity(hybrid_recon, x),
     }
     report["latent_norm_over_sqrt_nz"] = {
@@ -244,6 +398,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     report["latency"] = timed("latency", lambda: latency(G, E, x[: args.latency_faces], args.steps, args.starts))
     report["latency"]["faithful_batched_per_face_s"] = round(per_face, 3)
     report["timings_s"] = timings
+    report |= {"size": G.config.image_size, "round_trip_count": args.round_trip, "batch": args.batch}
+    report["latency_faces"] = min(args.latency_faces, len(x))
     root = celeba_root(Path(args.celeba))
     rows = list(range(min(8, len(x))))
     figure(
@@ -285,9 +441,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classifier", type=Path, default=Path("checkpoints/attributes-64.safetensors"), help=" ")
     parser.add_argument("--celeba", type=Path, required=True, help="CelebA root (images 9,001-10,000 are measured)")
     parser.add_argument("--out", type=Path, default=Path("docs/inversion"), help="eval.json and figure.png go here")
+    parser.add_argument("--max-images", type=int, default=10000, help="as dcgan-train: the selection")
+    parser.add_argument("--holdout", type=int, default=1000, help="as dcgan-train: its last N are measured")
     parser.add_argument("--images", type=int, default=200, help="held-out images measured (the first N)")
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="faithful mode's Adam steps")
     parser.add_argument("--starts", type=int, default=DEFAULT_STARTS, help="faithful mode's starts")
+    parser.add_argument(
+        "--baseline-images", type=int, default=50, help="of those, how many the random-start baseline inverts"
+    )
     parser.add_argument("--seeds", type=int, default=1000, help="random seeds for the best-of-N baseline")
     parser.add_argument("--round-trip", type=int, default=32, help="generated faces for the round trip")
     parser.add_argument("--latency-faces", type=int, default=8, help="faces timed one at a time")
@@ -304,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+    command = "python -m training.invert_eval " + " ".join(argv if argv is not None else sys.argv[1:])
+    (args.out / "README.md").write_text(markdown(report, command))
     print(json.dumps(report["fidelity"], indent=2))
     print(f"wrote {args.out / 'eval.json'} and {args.out / 'figure.png'}")
     return 0
