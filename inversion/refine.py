@@ -1,6 +1,6 @@
 """Inversion: the latent z whose face G(z) looks like a target image.
 
-    result = invert(G, E, target, mode="faithful", steps=100, starts=4, seed=0)
+    result = invert(G, E, target, mode="faithful", steps=200, starts=1, seed=0)
 
 ``fast`` is the encoder alone: z = E(x), one forward each. ``faithful`` refines E(x) and ``starts - 1``
 perturbations of it with Adam, all starts of all images in one batch through G, on
@@ -35,7 +35,7 @@ from models.dcgan import Generator
 Mode = Literal["fast", "faithful"]
 MODES: tuple[Mode, ...] = ("fast", "faithful")
 DEFAULT_STEPS = 200
-DEFAULT_STARTS = 2
+DEFAULT_STARTS = 1  # more starts cost linearly and gained nothing on the demo (docs/inversion/design.md)
 MAX_STEPS = 5000
 MAX_STARTS = 64
 

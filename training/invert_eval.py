@@ -193,8 +193,9 @@ def markdown(report: dict[str, Any], command: str) -> str:
         f"{report['settings']['starts']} starts. CPU: {machine['cpu']}, {machine['threads']} torch thread(s), "
         f"load average {machine['load_average']} at the start (the machine was shared).",
         "",
-        f"Encoder: {enc.get('recipe', {}).get('steps')} steps, {enc.get('seconds')} s wall "
-        f"({enc.get('cpu_seconds', '?')} s CPU) on {enc.get('device')}, trained on {enc.get('data', {}).get('files')}.",
+        f"Encoder: {enc.get('recipe', {}).get('steps')} steps, {enc.get('seconds')} s wall"
+        + (f" ({enc['cpu_seconds']} s CPU)" if "cpu_seconds" in enc else "")
+        + f" on {enc.get('device')}, trained on {enc.get('data', {}).get('files')}.",
         "",
         "## Round trip on generated faces G(z)",
         "",
