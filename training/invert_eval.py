@@ -197,6 +197,8 @@ def markdown(report: dict[str, Any], command: str) -> str:
         + (f" ({enc['cpu_seconds']} s CPU)" if "cpu_seconds" in enc else "")
         + f" on {enc.get('device')}, trained on {enc.get('data', {}).get('files')}.",
         "",
+        "How it works and what limits fidelity: [design.md](design.md).",
+        "",
         "## Round trip on generated faces G(z)",
         "",
         f"{report['round_trip_count']} latents from seeds {ROUND_TRIP_SEED_BASE:,}..; median (p10–p90).",
