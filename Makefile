@@ -57,11 +57,14 @@ train-demo: $(STAMP)
 
 # The attribute classifier (trained on images 1-9,000, tested on 9,001-10,000) and the demo's
 # InterFaceGAN directions, written into the demo export; the edit-success table goes to docs/edits/.
+# Then the demo's inversion encoder, last: it is bound to the export file's SHA-256, which the
+# directions just changed (checkpoints/demo-faces-64.encoder.safetensors).
 demo-directions: $(STAMP)
 	$(NEED_CELEBA)
 	$(PY) -m training.attributes --celeba $(CELEBA) --max-images 10000 --holdout 1000 --out $(CLASSIFIER)
 	$(PY) -m training.directions --checkpoint $(DEMO) --classifier $(CLASSIFIER) --out $(DEMO) \
 		--report docs/edits/edit-success.json
+	OMP_NUM_THREADS=1 $(PY) -m training.encoder --checkpoint $(DEMO) --celeba $(CELEBA) $(DEMO_AMP)
 
 # The quality table of the model card: SWD with its scale, in one run (docs/quality/demo-quality.json):
 # the real-vs-real floor, an untrained generator, the run at 25/50/75 % and the demo; OLD_DEMO=PATH

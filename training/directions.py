@@ -91,6 +91,14 @@ def edit_success(
 ) -> dict[str, dict[str, Any]]:
     """Per direction: the fraction of ``n`` unseen seeds whose P(attribute) rises at +2σ and falls at −2σ."""
     z0 = latents_for_seeds(range(TEST_SEED_BASE, TEST_SEED_BASE + n), generator.config.nz)  # (n, nz)
+    return edit_success_at(generator, classifier, directions, z0)
+
+
+def edit_success_at(
+    generator: Generator, classifier: Classifier, directions: list[Direction], z0: torch.Tensor
+) -> dict[str, dict[str, Any]]:
+    """``edit_success`` from given latents z0 (n, nz): seed latents, or inverted faces' (``training.invert_eval``)."""
+    n = len(z0)
     table = {}
     for d in directions:
         column = classifier.attributes.index(d.name)
