@@ -47,16 +47,30 @@ class Batcher:
     the service."""
 
     def __init__(
-        self, compute: Compute, policy: BatchPolicy, metrics: Metrics, *, max_queued_rows: int, concurrency: int = 1
+        self,
+        compute: Compute,
+        policy: BatchPolicy,
+        metrics: Metrics,
+        *,
+        max_queued_rows: int,
+        concurrency: int = 1,
+        slots: asyncio.Semaphore | None = None,
     ) -> None:
+        """``slots``: the forward workers, shared with other models' batchers (FIFO: they take turns)."""
         self._compute, self.policy, self._metrics = compute, policy, metrics
         self.max_queued_rows, self.concurrency = max_queued_rows, concurrency
+        self._slots = slots
         self._queue: deque[Pending] = deque()
         self._queued_rows = 0
         self._computing: dict[asyncio.Task[None], list[Pending]] = {}
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # start()'s
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued or computing: a retired model's batcher may stop without failing anyone."""
+        return not self._queue and not self._computing
 
     @property
     def running(self) -> bool:
@@ -126,8 +140,9 @@ class Batcher:
         self._metrics.queue_depth.set(rows)
 
     async def _run(self) -> None:
-        slots = asyncio.Semaphore(self.concurrency)
+        slots = self._slots if self._slots is not None else asyncio.Semaphore(self.concurrency)
         while True:
+            await self._rows_waiting()  # a worker is taken only for rows (other models share the workers)
             await slots.acquire()  # collect only when a worker is free: rows keep gathering meanwhile
             batch = await self._live(await self._collect())
             if not batch:
@@ -142,12 +157,16 @@ class Batcher:
 
             task.add_done_callback(done)
 
-    async def _collect(self) -> list[Pending]:
-        """Wait for a request, then as long as the policy says; take the head requests it picks."""
+    async def _rows_waiting(self) -> None:
         while not self._queue:
             self._wakeup.clear()
             await self._wakeup.wait()
-        while delay := self.policy.flush_delay(time.perf_counter(), self._queue[0].enqueued, self._queued_rows):
+
+    async def _collect(self) -> list[Pending]:
+        """Wait as long as the policy says; take the head requests it picks (none if all left meanwhile)."""
+        while self._queue and (
+            delay := self.policy.flush_delay(time.perf_counter(), self._queue[0].enqueued, self._queued_rows)
+        ):
             self._wakeup.clear()
             try:
                 async with asyncio.timeout(delay):

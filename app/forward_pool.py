@@ -33,28 +33,34 @@ class ForwardPool:
         self.engine, self.workers, self._metrics = engine, workers, metrics
         self._threads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="generator")
 
-    async def warm_up(self, max_batch_rows: int) -> float:
+    async def warm_up(self, max_batch_rows: int, engine: Engine | None = None) -> float:
         """Every thread runs every batch size once (per-thread scratch, allocator arenas, cuDNN plans),
-        all at once: a barrier holds each thread until all have a call. Returns the slowest's seconds."""
+        all at once: a barrier holds each thread until all have a call. Returns the slowest's seconds.
+        ``engine``: another model's (the registry's), else the pool's own."""
         barrier = threading.Barrier(self.workers)
+        warm = (engine or self.engine).warm_up
 
         def once() -> float:
             barrier.wait(timeout=WARM_UP_TIMEOUT_S)
-            return self.engine.warm_up(max_batch_rows)
+            return warm(max_batch_rows)
 
         loop = asyncio.get_running_loop()
         return max(await asyncio.gather(*(loop.run_in_executor(self._threads, once) for _ in range(self.workers))))
 
-    async def compute(self, requests: list[tuple[Rows, Output]]) -> list[Any]:
-        """Each request's latent rows and output, in order -> each one's result (or exception)."""
-        return await asyncio.get_running_loop().run_in_executor(self._threads, self._work, requests)
+    async def compute(
+        self, requests: list[tuple[Rows, Output]], engine: Engine | None = None, model: str = ""
+    ) -> list[Any]:
+        """Each request's latent rows and output, in order -> each one's result (or exception). ``engine``
+        and ``model``: the registry's model this batch is for (a batch is never two models')."""
+        work = self._work
+        return await asyncio.get_running_loop().run_in_executor(self._threads, work, requests, engine, model)
 
-    def _work(self, requests: list[tuple[Rows, Output]]) -> list[Any]:
+    def _work(self, requests: list[tuple[Rows, Output]], engine: Engine | None = None, model: str = "") -> list[Any]:
         counts = [len(rows) for rows, _ in requests]
         z = torch.cat([as_tensor(rows) for rows, _ in requests])  # (rows, nz); seeds drawn here, off the loop
         start = time.perf_counter()
-        images = self.engine.forward(z)  # (rows, H, W, C) uint8 on the CPU
-        self._metrics.forward_done(z.shape[0], time.perf_counter() - start)
+        images = (engine or self.engine).forward(z)  # (rows, H, W, C) uint8 on the CPU
+        self._metrics.forward_done(z.shape[0], time.perf_counter() - start, model)
         if images.shape[0] != z.shape[0]:
             raise RuntimeError(f"generator returned {images.shape[0]} images for {z.shape[0]} latent rows")
         results: list[Any] = []

@@ -17,6 +17,8 @@ from app.gc_tuning import frozen_startup_heap
 from app.lean_app import LeanApp
 from app.lean_route import LeanConfig, fastapi_unknown
 from app.metrics import HttpMetricsMiddleware, Metrics
+from app.registry import admin, sighup
+from app.registry import routes as registry_routes
 from app.routes import arithmetic, edit, generate, interpolate, latents, probes
 from app.service import Service
 from app.settings import Settings
@@ -38,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             await service.start()
-            with frozen_startup_heap():  # the loaded model, torch and FastAPI: never walked by the GC again
+            with frozen_startup_heap(), sighup.reloads(service):  # SIGHUP re-reads the manifest
                 yield
         finally:
             await service.stop()
@@ -62,7 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.lean = LeanConfig(max_body_bytes=settings.max_body_bytes, stock=stock)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     errors.install(app, metrics)
-    for module in (generate, interpolate, arithmetic, edit, latents, probes):
+    registry_routes.install(app)
+    for module in (generate, interpolate, arithmetic, edit, latents, probes, registry_routes, admin):
         app.router.routes.extend(module.router.routes)  # not include_router: it re-wraps every route per request
     docs.install(app)
     _static(app)
