@@ -29,7 +29,9 @@ WARM_UP_TIMEOUT_S = 120  # a warm-up that has not met every thread by then is st
 class ForwardPool:
     """``compute(rows, outputs)``: one forward of the batch's rows, then each output on its slice."""
 
-    def __init__(self, engine: Engine, workers: int, metrics: Metrics) -> None:
+    def __init__(self, engine: Engine | None, workers: int, metrics: Metrics) -> None:
+        """``engine``: the one every batch uses, or None when each call names its own (the registry's models:
+        the pool then holds none, so a replaced model is freed once drained)."""
         self.engine, self.workers, self._metrics = engine, workers, metrics
         self._threads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="generator")
 
@@ -38,7 +40,7 @@ class ForwardPool:
         all at once: a barrier holds each thread until all have a call. Returns the slowest's seconds.
         ``engine``: another model's (the registry's), else the pool's own."""
         barrier = threading.Barrier(self.workers)
-        warm = (engine or self.engine).warm_up
+        warm = self._pick(engine).warm_up
 
         def once() -> float:
             barrier.wait(timeout=WARM_UP_TIMEOUT_S)
@@ -59,7 +61,7 @@ class ForwardPool:
         counts = [len(rows) for rows, _ in requests]
         z = torch.cat([as_tensor(rows) for rows, _ in requests])  # (rows, nz); seeds drawn here, off the loop
         start = time.perf_counter()
-        images = (engine or self.engine).forward(z)  # (rows, H, W, C) uint8 on the CPU
+        images = self._pick(engine).forward(z)  # (rows, H, W, C) uint8 on the CPU
         self._metrics.forward_done(z.shape[0], time.perf_counter() - start, model)
         if images.shape[0] != z.shape[0]:
             raise RuntimeError(f"generator returned {images.shape[0]} images for {z.shape[0]} latent rows")
@@ -71,6 +73,12 @@ class ForwardPool:
                 log.exception("encoding a request's %d images failed", part.shape[0])
                 results.append(e)
         return results
+
+    def _pick(self, engine: Engine | None) -> Engine:
+        chosen = engine if engine is not None else self.engine
+        if chosen is None:
+            raise RuntimeError("no engine: this pool serves the engine each call names")
+        return chosen
 
     def close(self) -> None:
         self._threads.shutdown(wait=True)

@@ -127,14 +127,13 @@ class Service:
         workers = self._workers = forward_workers(s.forward_workers, self._device)
         self._slots = asyncio.Semaphore(workers)
         torch.set_num_threads(torch_threads(s.torch_threads, self._device, workers))
-        first = await asyncio.to_thread(self._load, next(iter(manifest.entries.values())))
-        self._pool = ForwardPool(first, workers, self.metrics)
+        self._pool = ForwardPool(None, workers, self.metrics)  # each model's batcher names its engine
         self._registry = Registry(
             manifest, self._load, self._batcher, self._pool, self.metrics,
             max_loaded=s.max_loaded_models, max_batch_images=s.max_batch_images,
         )  # fmt: skip
         start = time.perf_counter()
-        await self._registry.start({first.info.path: first})  # loads the others; warms all before ready
+        await self._registry.start({})  # loads every model, warms each on every worker, before ready
         log.info(
             "loaded %s on %s (default %r); warm-up %.2f s; %d forward worker(s) of %d torch thread(s)",
             ", ".join(f"{m.name}={m.info.model_id}" for m in self._registry.models.values()),
