@@ -291,3 +291,31 @@ async def test_model_label_on_request_and_image_series(two: Served) -> None:
         (await two.http.post("/generate", params={"n": 1, "seed": 1, "format": "json"})).json()["images"][0]["png"]
     )
     assert png.startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    ("manifest_text", "word"),
+    [
+        ("{not json", "unreadable manifest"),
+        ('{"models": {}}', "non-empty"),
+        ('{"models": {"a": {"file": "../alpha-1.safetensors"}}}', "plain"),
+        ('{"models": {"a.b": {"file": "alpha-1.safetensors"}}}', "not a plain name"),
+        ('{"models": {"a": {"file": "alpha-1.safetensors"}}, "default": "b"}', "default model 'b'"),
+        ('{"models": {"a": {"file": "absent.safetensors"}}}', "no such file"),
+        ('{"models": {"a": {"file": "alpha-1.safetensors", "expect": {"x": "y"}}}}', "expect"),
+    ],
+)
+def test_a_bad_manifest_stops_the_service_with_one_line(
+    models_dir: Path, manifest_text: str, word: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.app.test_server import run_main
+
+    (models_dir / "models.json").write_text(manifest_text)
+    code, err = run_main(monkeypatch, capsys, models_manifest=str(models_dir / "models.json"), device="cpu")
+    assert code == 1 and len(err.splitlines()) == 1 and word in err, err
+
+
+async def test_a_models_directory_serves_every_export_by_its_name(models_dir: Path) -> None:
+    async with serve(Settings(models_dir=models_dir, default_model="beta", device="cpu", max_batch_images=64)) as s:
+        listing = (await s.http.get("/v1/models")).json()
+        assert [m["name"] for m in listing["models"]] == ["alpha-1", "alpha-2", "beta"] and listing["default"] == "beta"
