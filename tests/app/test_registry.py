@@ -319,3 +319,25 @@ async def test_a_models_directory_serves_every_export_by_its_name(models_dir: Pa
     async with serve(Settings(models_dir=models_dir, default_model="beta", device="cpu", max_batch_images=64)) as s:
         listing = (await s.http.get("/v1/models")).json()
         assert [m["name"] for m in listing["models"]] == ["alpha-1", "alpha-2", "beta"] and listing["default"] == "beta"
+
+
+async def test_admitted_requests_finish_on_the_version_they_resolved(two: Served, gate: Any) -> None:
+    """One alpha request computing (held in its forward), one queued behind it; the swap goes through
+    meanwhile, /readyz stays 200; both answer the old version's bytes, the next request the new one's."""
+    old_bytes, old_id = await face(two, seed=11)
+    gate.close()
+    computing = asyncio.create_task(two.http.post("/generate", params={"n": 2, "seed": 11}))
+    await gate.wait_entered()
+    queued = asyncio.create_task(two.http.post("/generate", params={"n": 2, "seed": 11}))
+    await wait_for(lambda: two.metric("dcgan_queue_depth_images") > 0 or len(gate.calls) > 1)
+    r = await two.http.put("/admin/models/alpha", headers=ADMIN_HEADERS, json={"file": "alpha-2.safetensors"})
+    assert r.status_code == 200 and (await two.http.get("/readyz")).status_code == 200
+    new_id = r.json()["model_id"]
+    after = asyncio.create_task(two.http.post("/generate", params={"n": 2, "seed": 11}))
+    await asyncio.sleep(0.05)
+    gate.open.set()
+    for task in (computing, queued):
+        response = await task
+        assert response.headers["x-model-id"] == old_id and response.content == old_bytes
+    assert (await after).headers["x-model-id"] == new_id != old_id
+    await two.service.registry.drained()
