@@ -28,10 +28,10 @@ from app.metrics import ARRIVED, MODEL, Metrics
 from app.outputs import Animation, Figure, Grid, Output, Pngs, png_text
 from app.policy import BatchPolicy
 from app.registry import manifest as manifests
-from app.registry.registry import Registry, ServedModel, SwapRefused
+from app.registry.registry import Registry, ServedModel
 from app.schemas import ArithmeticBody, EditBody, InterpolateBody
 from app.settings import Settings
-from models import Direction, ExportInfo, read_export_info
+from models import Direction, ExportInfo
 from models.sampling import PAD_MULTIPLE
 
 log = logging.getLogger("app.service")
@@ -142,34 +142,8 @@ class Service:
         self.state = "ready"
 
     async def reload_manifest(self) -> dict[str, str]:
-        """Re-read the manifest (SIGHUP, ``POST /admin/reload``): load or replace what changed, unload what
-        left it, move the default. Each model's outcome, by name (a refused one keeps its old version)."""
-        registry = self.registry
-        outcome: dict[str, str] = {}
-        async with registry.lock:
-            try:
-                manifest = self.manifest()
-            except manifests.ManifestError as e:
-                self.metrics.swapped("refused")
-                log.error("manifest re-read refused: %s", e)
-                return {"manifest": f"refused: {e}"}
-            for name, entry in manifest.entries.items():
-                loaded = registry.models.get(name)
-                if loaded is not None and not await asyncio.to_thread(_changed, loaded, entry):
-                    outcome[name] = "unchanged"
-                    continue
-                try:
-                    outcome[name] = f"loaded {(await registry.put(entry)).info.model_id}"
-                except (SwapRefused, RuntimeError) as e:
-                    outcome[name] = f"refused: {e}"
-            if manifest.default in registry.models:
-                registry.set_default(manifest.default)
-            for name in [n for n in registry.models if n not in manifest.entries and n != registry.default]:
-                registry.unload(name)
-                outcome[name] = "unloaded"
-            registry.manifest = manifest
-        log.info("manifest re-read: %s", outcome)
-        return outcome
+        """Re-read the manifest (SIGHUP, ``POST /admin/reload``): each model's outcome, by name."""
+        return await self.registry.reload(self.manifest)
 
     def drain(self) -> None:
         """SIGTERM: /readyz turns 503 so traffic moves away; requests are still served."""
@@ -263,14 +237,3 @@ class Service:
             self.metrics.rejected("deadline")
             raise DeadlineExceeded(f"the {self.settings.request_timeout_s:g} s deadline passed before queueing")
         return left
-
-
-def _changed(loaded: ServedModel, entry: manifests.Entry) -> bool:
-    """Whether a manifest entry names other bytes than the version serving: another file, or the same file
-    rewritten (its sha256), or other expected digests."""
-    if entry.path != loaded.entry.path or entry.expect != loaded.entry.expect:
-        return True
-    try:
-        return read_export_info(entry.path).sha256 != loaded.info.sha256
-    except ValueError:
-        return True  # unreadable now: put() refuses it with the loader's message

@@ -33,8 +33,8 @@ from app.batcher import Batcher
 from app.engine import Engine, StartupError
 from app.forward_pool import ForwardPool
 from app.metrics import Metrics
-from app.registry.manifest import Entry, Manifest, plain_name
-from models import Direction, ExportInfo
+from app.registry.manifest import Entry, Manifest, ManifestError, plain_name
+from models import Direction, ExportInfo, read_export_info
 from models.latent import latents_for_seeds
 
 log = logging.getLogger("app.registry")
@@ -202,6 +202,37 @@ class Registry:
         await old.batcher.stop()
         log.info("model %r: %s drained and freed", old.name, old.info.model_id)
 
+    async def reload(self, read: Callable[[], Manifest]) -> dict[str, str]:
+        """Re-read the manifest with ``read``: move the default, unload the names that left it, load or
+        replace what changed. Each model's outcome, by name (a refused one keeps serving its old version)."""
+        outcome: dict[str, str] = {}
+        async with self.lock:
+            try:
+                manifest = read()
+            except ManifestError as e:
+                self._metrics.swapped("refused")
+                log.error("manifest re-read refused: %s", e)
+                return {"manifest": f"refused: {e}"}
+            if manifest.default in self.models:
+                self.set_default(manifest.default)
+            for name in [n for n in self.models if n not in manifest.entries and n != self.default]:
+                self.unload(name)  # first: the names that left make room under the cap
+                outcome[name] = "unloaded"
+            for name, entry in manifest.entries.items():
+                loaded = self.models.get(name)
+                if loaded is not None and not await asyncio.to_thread(_changed, loaded, entry):
+                    outcome[name] = "unchanged"
+                    continue
+                try:
+                    outcome[name] = f"loaded {(await self.put(entry)).info.model_id}"
+                except (SwapRefused, RegistryFull) as e:
+                    outcome[name] = f"refused: {e}"
+            if manifest.default in self.models:
+                self.set_default(manifest.default)
+            self.manifest = manifest
+        log.info("manifest re-read: %s", outcome)
+        return outcome
+
     async def drained(self) -> None:
         """Every retired version has drained (tests)."""
         await asyncio.gather(*self._retiring)
@@ -211,3 +242,14 @@ class Registry:
             task.cancel()
         await asyncio.gather(*self._retiring, return_exceptions=True)
         await asyncio.gather(*(m.batcher.stop() for m in self.models.values()))
+
+
+def _changed(loaded: ServedModel, entry: Entry) -> bool:
+    """Whether a manifest entry names other bytes than the version serving: another file, the same file
+    rewritten (its sha256), or other expected digests."""
+    if entry.path != loaded.entry.path or entry.expect != loaded.entry.expect:
+        return True
+    try:
+        return read_export_info(entry.path).sha256 != loaded.info.sha256
+    except ValueError:
+        return True  # unreadable now: put() refuses it with the loader's message
