@@ -50,7 +50,7 @@ SeedPath = Annotated[int, Path(ge=0, le=SEED_MAX)]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     304: {"description": "If-None-Match matched: nothing rendered"},
     404: {"description": "unknown model, or the model is no longer at this id (the message names the current one)"},
-    **{c: GENERATION_ERRORS[c] for c in (401, 422, 503, 504)},
+    **{c: GENERATION_ERRORS[c] for c in (401, 422, 499, 500, 503, 504)},
 }
 
 

@@ -16,7 +16,7 @@ from app.routes.interpolate import MEDIA
 from app.schemas import IMAGE_OR_JSON, DirectionOut, DirectionsOut, EditBody, EditFrameOut, EditOut
 
 router = APIRouter(tags=["edit"], route_class=LeanRoute)
-_DIRECTIONS_ERRORS: dict[int | str, dict[str, Any]] = {503: GENERATION_ERRORS[503]}
+_DIRECTIONS_ERRORS: dict[int | str, dict[str, Any]] = {c: GENERATION_ERRORS[c] for c in (404, 422, 503)}
 
 
 @router.get("/v1/directions", response_model=DirectionsOut, responses=_DIRECTIONS_ERRORS, summary="Edit directions")

@@ -27,7 +27,9 @@ def parse_seeds(text: str) -> list[int]:
     return [int(p) for p in parts]
 
 
-_ERRORS: dict[int | str, dict[str, Any]] = {c: GENERATION_ERRORS[c] for c in (401, 422, 503)}  # no body, no batcher
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    c: GENERATION_ERRORS[c] for c in (401, 404, 422, 503)
+}  # no body, no batcher
 
 
 @router.get("/latents", response_model=LatentsOut, responses=_ERRORS, summary="Latents of seeds", openapi_extra=SECURED)
