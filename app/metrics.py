@@ -120,6 +120,7 @@ class Metrics:
         dtype_name = str(dtype).removeprefix("torch.")
         labels = (info.model_id, info.sha256, str(config.image_size), str(config.nz), str(device), dtype_name)
         self.model_info.labels(name, *labels, str(name == default).lower()).set(1)
+        self.images_generated.labels(name)  # its series exists (at 0) from the load, before any request
 
     def forget_model(self, name: str, info: ExportInfo | None) -> None:
         """Drop ``name``'s info series (all of them when ``info`` is None): it was unloaded or replaced."""
