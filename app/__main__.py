@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from app.engine import Engine, StartupError
 from app.main import create_app
+from app.registry import manifest
 from app.settings import Settings
 
 GRACEFUL_SHUTDOWN_S = 5
@@ -76,10 +77,15 @@ def main() -> int:
         return 2
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
-        # the lifespan loads it for real
-        Engine.preflight(str(settings.checkpoint), settings.device, settings.precision)
-    except StartupError as e:
-        hint = "" if settings.checkpoint.exists() else " (set DCGAN_CHECKPOINT; `make train-demo` builds the demo one)"
+        entries = manifest.resolve(
+            settings.checkpoint, settings.models_manifest, settings.models_dir, settings.default_model
+        ).entries.values()
+        for entry in entries:  # the lifespan loads them for real
+            Engine.preflight(str(entry.path), settings.device, settings.precision)
+    except (StartupError, manifest.ManifestError) as e:
+        alone = settings.models_manifest is None and settings.models_dir is None
+        missing = alone and not settings.checkpoint.exists()
+        hint = " (set DCGAN_CHECKPOINT; `make train-demo` builds the demo one)" if missing else ""
         print(f"dcgan-serve: error: {e}{hint}", file=sys.stderr)
         return 1
     app = create_app(settings)

@@ -47,16 +47,31 @@ class Batcher:
     the service."""
 
     def __init__(
-        self, compute: Compute, policy: BatchPolicy, metrics: Metrics, *, max_queued_rows: int, concurrency: int = 1
+        self,
+        compute: Compute,
+        policy: BatchPolicy,
+        metrics: Metrics,
+        *,
+        max_queued_rows: int,
+        concurrency: int = 1,
+        slots: asyncio.Semaphore | None = None,
     ) -> None:
+        """``slots``: the forward workers, shared with other models' batchers (FIFO: they take turns)."""
         self._compute, self.policy, self._metrics = compute, policy, metrics
         self.max_queued_rows, self.concurrency = max_queued_rows, concurrency
+        self._slots = slots
         self._queue: deque[Pending] = deque()
         self._queued_rows = 0
         self._computing: dict[asyncio.Task[None], list[Pending]] = {}
+        self._in_hand: list[Pending] = []  # taken off the queue, being checked before its forward starts
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # start()'s
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued or computing: a retired model's batcher may stop without failing anyone."""
+        return not self._queue and not self._computing and not self._in_hand
 
     @property
     def running(self) -> bool:
@@ -68,7 +83,7 @@ class Batcher:
 
     async def stop(self) -> None:
         """Stop consuming; requests queued or computing fail with ``NotRunning``."""
-        waiting = [*self._queue, *(item for batch in self._computing.values() for item in batch)]
+        waiting = [*self._queue, *self._in_hand, *(item for batch in self._computing.values() for item in batch)]
         tasks = [t for t in (self._task, *self._computing) if t is not None]
         for task in tasks:
             task.cancel()
@@ -76,6 +91,7 @@ class Batcher:
         for item in waiting:
             if not item.future.done():
                 item.future.set_exception(NotRunning("the service is shutting down"))
+        self._task = None  # no cycle through the finished task: a retired model's batcher is freed by refcount
         self._queue.clear()
         self._set_queued(0)
 
@@ -126,15 +142,23 @@ class Batcher:
         self._metrics.queue_depth.set(rows)
 
     async def _run(self) -> None:
-        slots = asyncio.Semaphore(self.concurrency)
+        slots = self._slots if self._slots is not None else asyncio.Semaphore(self.concurrency)
         while True:
+            await self._rows_waiting()  # a worker is taken only for rows (other models share the workers)
             await slots.acquire()  # collect only when a worker is free: rows keep gathering meanwhile
-            batch = await self._live(await self._collect())
+            try:
+                batch = await self._live(await self._collect())
+            except BaseException:  # stop() while collecting: the shared slot goes back, the batch fails there
+                self._in_hand = []
+                slots.release()
+                raise
             if not batch:
+                self._in_hand = []
                 slots.release()
                 continue
             task = asyncio.create_task(self._run_batch(batch))
             self._computing[task] = batch
+            self._in_hand = []
 
             def done(task: asyncio.Task[None]) -> None:
                 self._computing.pop(task, None)
@@ -142,12 +166,16 @@ class Batcher:
 
             task.add_done_callback(done)
 
-    async def _collect(self) -> list[Pending]:
-        """Wait for a request, then as long as the policy says; take the head requests it picks."""
+    async def _rows_waiting(self) -> None:
         while not self._queue:
             self._wakeup.clear()
             await self._wakeup.wait()
-        while delay := self.policy.flush_delay(time.perf_counter(), self._queue[0].enqueued, self._queued_rows):
+
+    async def _collect(self) -> list[Pending]:
+        """Wait as long as the policy says; take the head requests it picks (none if all left meanwhile)."""
+        while self._queue and (
+            delay := self.policy.flush_delay(time.perf_counter(), self._queue[0].enqueued, self._queued_rows)
+        ):
             self._wakeup.clear()
             try:
                 async with asyncio.timeout(delay):
@@ -155,7 +183,7 @@ class Batcher:
             except TimeoutError:
                 break
         count = self.policy.take([len(item.rows) for item in self._queue])
-        batch = [self._queue.popleft() for _ in range(count)]
+        batch = self._in_hand = [self._queue.popleft() for _ in range(count)]  # off the queue, not yet computing
         self._set_queued(self._queued_rows - sum(len(item.rows) for item in batch))
         return batch
 

@@ -65,6 +65,7 @@ def _doc(description: str) -> dict[str, Any]:
 GENERATION_ERRORS: dict[int | str, dict[str, Any]] = {
     400: _doc("the body cannot be decoded (e.g. not UTF-8)"),
     401: _doc("API key required (only when DCGAN_API_KEY is set)"),
+    404: _doc("unknown model= (the message lists the loaded models)"),
     413: _doc("request body above DCGAN_MAX_BODY_BYTES"),
     422: _doc("invalid input; `loc` names the field"),
     499: _doc("client disconnected while queued (never computed)"),

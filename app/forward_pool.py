@@ -38,44 +38,53 @@ class ForwardPool:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: Engine | None,
         workers: int,
         metrics: Metrics,
         on_device_lost: Callable[[BaseException], None] | None = None,
     ) -> None:
+        """``engine``: the one every batch uses, or None when each call names its own (the registry's models:
+        the pool then holds none, so a replaced model is freed once drained). ``on_device_lost``: called
+        (from the worker thread) when a forward's error leaves the device unusable."""
         self.engine, self.workers, self._metrics = engine, workers, metrics
         self._on_device_lost = on_device_lost
         self._threads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="generator")
 
-    async def warm_up(self, max_batch_rows: int) -> float:
+    async def warm_up(self, max_batch_rows: int, engine: Engine | None = None) -> float:
         """Every thread runs every batch size once (per-thread scratch, allocator arenas, cuDNN plans),
-        all at once: a barrier holds each thread until all have a call. Returns the slowest's seconds."""
+        all at once: a barrier holds each thread until all have a call. Returns the slowest's seconds.
+        ``engine``: another model's (the registry's), else the pool's own."""
         barrier = threading.Barrier(self.workers)
+        warm = self._pick(engine).warm_up
 
         def once() -> float:
             barrier.wait(timeout=WARM_UP_TIMEOUT_S)
-            return self.engine.warm_up(max_batch_rows)
+            return warm(max_batch_rows)
 
         loop = asyncio.get_running_loop()
         return max(await asyncio.gather(*(loop.run_in_executor(self._threads, once) for _ in range(self.workers))))
 
-    async def compute(self, requests: list[tuple[Rows, Output]]) -> list[Any]:
-        """Each request's latent rows and output, in order -> each one's result (or exception)."""
-        return await asyncio.get_running_loop().run_in_executor(self._threads, self._work, requests)
+    async def compute(
+        self, requests: list[tuple[Rows, Output]], engine: Engine | None = None, model: str = ""
+    ) -> list[Any]:
+        """Each request's latent rows and output, in order -> each one's result (or exception). ``engine``
+        and ``model``: the registry's model this batch is for (a batch is never two models')."""
+        work = self._work
+        return await asyncio.get_running_loop().run_in_executor(self._threads, work, requests, engine, model)
 
-    def _work(self, requests: list[tuple[Rows, Output]]) -> list[Any]:
+    def _work(self, requests: list[tuple[Rows, Output]], engine: Engine | None = None, model: str = "") -> list[Any]:
         counts = [len(rows) for rows, _ in requests]
         z = torch.cat([as_tensor(rows) for rows, _ in requests])  # (rows, nz); seeds drawn here, off the loop
         start = time.perf_counter()
         try:
-            images = self.engine.forward(z)  # (rows, H, W, C) uint8 on the CPU
+            images = self._pick(engine).forward(z)  # (rows, H, W, C) uint8 on the CPU
         except Exception as e:
             if is_device_lost(e) and self._on_device_lost is not None:
                 self._on_device_lost(e)
             elif isinstance(e, torch.OutOfMemoryError):
                 raise BatchOutOfMemory(f"out of device memory for a batch of {z.shape[0]} rows") from e
             raise
-        self._metrics.forward_done(z.shape[0], time.perf_counter() - start)
+        self._metrics.forward_done(z.shape[0], time.perf_counter() - start, model)
         if images.shape[0] != z.shape[0]:
             raise RuntimeError(f"generator returned {images.shape[0]} images for {z.shape[0]} latent rows")
         results: list[Any] = []
@@ -86,6 +95,12 @@ class ForwardPool:
                 log.exception("encoding a request's %d images failed", part.shape[0])
                 results.append(e)
         return results
+
+    def _pick(self, engine: Engine | None) -> Engine:
+        chosen = engine if engine is not None else self.engine
+        if chosen is None:
+            raise RuntimeError("no engine: this pool serves the engine each call names")
+        return chosen
 
     def close(self) -> None:
         self._threads.shutdown(wait=True)

@@ -21,6 +21,12 @@ routes down FastAPI's own path instead (``reference_app``, under the same cap). 
 ``stock`` when FastAPI's OpenTelemetry is on (``DCGAN_OPENTELEMETRY``: its tracing sees the
 dependency and endpoint steps); the tests set it to check that both paths answer every request alike.
 App-level ``dependency_overrides`` also take FastAPI's path.
+
+It reads FastAPI's private modules (``fastapi._compat``, ``Dependant``), so it runs only on the FastAPI
+versions it was tested with (``TESTED_FASTAPI``; the tests hold it to FastAPI's answers). On any other
+version, or one whose private modules moved, ``fastapi_unknown`` says why, ``create_app`` logs it in
+one warning line and sets ``stock``, and a LeanRoute declared there is a plain ``APIRoute`` under the
+body cap: the same answers, more event-loop time per request, never a crash at import or start.
 """
 
 from __future__ import annotations
@@ -30,18 +36,27 @@ import inspect
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
+import fastapi
 from fastapi import HTTPException, Request, Response
-from fastapi._compat import field_annotation_is_sequence
-from fastapi.datastructures import DefaultPlaceholder
-from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.types import Receive, Scope, Send
 
+try:  # FastAPI's private modules: present in the tested versions, maybe not in the next one
+    from fastapi._compat import field_annotation_is_sequence
+    from fastapi.datastructures import DefaultPlaceholder
+
+    _PRIVATE_IMPORT_ERROR: str | None = None
+except ImportError as e:  # pragma: no cover - only on an untested FastAPI
+    _PRIVATE_IMPORT_ERROR = str(e)
+if TYPE_CHECKING:
+    from fastapi.dependencies.models import Dependant
+
+TESTED_FASTAPI = ((0, 165), (0, 165))  # (major, minor), inclusive: widen after tests/app/test_lean_route.py passes
 TOO_LARGE = "Content Too Large"  # Starlette's words for its body limit (RequestBodyLimitMiddleware)
 UNPARSABLE = "There was an error parsing the body"  # FastAPI's
 NO_BODY = object()  # the request had no body bytes (a JSON `null` body is None)
@@ -66,6 +81,22 @@ class _Query:
     default: Any
 
 
+def fastapi_unknown() -> str | None:
+    """None when LeanRoute was tested with the installed FastAPI; else one line saying why not."""
+    version = fastapi.__version__
+    if _PRIVATE_IMPORT_ERROR is not None:
+        return f"FastAPI {version}: its private modules moved ({_PRIVATE_IMPORT_ERROR})"
+    try:
+        major_minor = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        major_minor = ()
+    low, high = TESTED_FASTAPI
+    if not low <= major_minor <= high:
+        tested = ".".join(map(str, low)) + ("" if low == high else "-" + ".".join(map(str, high)))
+        return f"FastAPI {version} is not a version LeanRoute was tested with ({tested}.x)"
+    return None
+
+
 def _missing(loc: tuple[str, ...]) -> dict[str, Any]:
     """FastAPI's error for an absent required value."""
     return {"type": "missing", "loc": loc, "msg": "Field required", "input": None}
@@ -78,6 +109,13 @@ class LeanRoute(APIRoute):
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         super().__init__(path, endpoint, **kwargs)
         self.reference_app = self.app  # FastAPI's request_response(get_route_handler()): the same route, stock
+        self.app = self._handle
+        self.lean = fastapi_unknown() is None  # False: always FastAPI's own path (an untested FastAPI)
+        if self.lean:
+            self._derive()
+
+    def _derive(self) -> None:
+        """What the one-pass handling needs, read off FastAPI's description of the endpoint."""
         d = self.dependant
         self._check(d)
         dep = d.dependencies[0]
@@ -88,7 +126,6 @@ class LeanRoute(APIRoute):
         self._body = self.body_field  # None: the route takes no body
         self._body_required = self._body is not None and self._body.field_info.is_required()
         self._body_default = None if self._body is None or self._body_required else self._body.default
-        self.app = self._handle
 
     def _check(self, d: Dependant) -> None:
         """Refuse, at declaration, any signature this class would not handle exactly as FastAPI does."""
@@ -123,7 +160,7 @@ class LeanRoute(APIRoute):
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send)
         config: LeanConfig = request.app.state.lean
-        if config.stock or request.app.dependency_overrides:  # FastAPI's own path
+        if config.stock or not self.lean or request.app.dependency_overrides:  # FastAPI's own path
             await RequestBodyLimitMiddleware(self.reference_app, config.max_body_bytes)(scope, receive, send)
             return
         response = await self.endpoint(**await self._arguments(request, config.max_body_bytes))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,12 +15,15 @@ from fastapi.telemetry import TelemetryConfig
 from app import docs, errors
 from app.gc_tuning import frozen_startup_heap
 from app.lean_app import LeanApp
-from app.lean_route import LeanConfig
+from app.lean_route import LeanConfig, fastapi_unknown
 from app.metrics import HttpMetricsMiddleware, Metrics
+from app.registry import admin, faces, sighup
+from app.registry import routes as registry_routes
 from app.routes import arithmetic, edit, generate, interpolate, latents, probes
 from app.service import Service
 from app.settings import Settings
 
+log = logging.getLogger("app.main")
 STATIC = Path(__file__).resolve().parent / "static"
 # Off unless DCGAN_OPENTELEMETRY: otherwise FastAPI looks up three OpenTelemetry providers on every
 # request (3% of the event loop's time at n=1) to find none configured; /metrics is Prometheus.
@@ -36,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             await service.start()
-            with frozen_startup_heap():  # the loaded model, torch and FastAPI: never walked by the GC again
+            with frozen_startup_heap(), sighup.reloads(service):  # SIGHUP re-reads the manifest
                 yield
         finally:
             await service.stop()
@@ -53,10 +57,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.service = service  # `python -m app` calls service.drain() on SIGTERM
     # The body cap of the LeanRoutes, the only routes that read a body; with OpenTelemetry they take
     # FastAPI's own path, which it traces step by step.
-    app.state.lean = LeanConfig(max_body_bytes=settings.max_body_bytes, stock=settings.opentelemetry)
+    unknown = fastapi_unknown()
+    if unknown is not None:
+        log.warning("%s: the generation routes take FastAPI's own path (same answers, slower)", unknown)
+    stock = settings.opentelemetry or unknown is not None
+    app.state.lean = LeanConfig(max_body_bytes=settings.max_body_bytes, stock=stock)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     errors.install(app, metrics)
-    for module in (generate, interpolate, arithmetic, edit, latents, probes):
+    registry_routes.install(app)
+    for module in (generate, interpolate, arithmetic, edit, latents, probes, registry_routes, admin, faces):
         app.router.routes.extend(module.router.routes)  # not include_router: it re-wraps every route per request
     docs.install(app)
     _static(app)

@@ -18,6 +18,8 @@ from models import ExportInfo
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 _FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 REJECTION_REASONS = ("queue_full", "deadline", "disconnected", "invalid", "out_of_memory")
+SWAP_OUTCOMES = ("ok", "refused")
+MODEL = "dcgan_model"  # request.state key: the registry name a generation request resolved (the `model` label)
 
 
 class QueueDepth:
@@ -49,7 +51,10 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.images_generated = Counter("dcgan_images_generated_total", "Images rendered by the generator", registry=r)
+        # `model`: a registry name (bounded by DCGAN_MAX_LOADED_MODELS and the manifest), "" outside a model
+        self.images_generated = Counter(
+            "dcgan_images_generated_total", "Images rendered by the generator", ["model"], registry=r
+        )
         self.batch_images = Histogram(
             "dcgan_batch_images", "Latent rows per generator forward", buckets=_BATCH_BUCKETS, registry=r
         )
@@ -72,20 +77,32 @@ class Metrics:
         self.rejections = Counter("dcgan_rejections", "Requests refused, by reason", ["reason"], registry=r)
         self.model_info = Gauge(
             "dcgan_model_info",
-            "The served generator (value is always 1)",
-            ["model_id", "sha256", "image_size", "nz", "device", "dtype"],
+            "A loaded generator, by registry name (value is always 1)",
+            ["model", "model_id", "sha256", "image_size", "nz", "device", "dtype", "default"],
             registry=r,
         )
+        self.swaps = Counter(
+            "dcgan_model_swaps", "Model loads, replacements and unloads, by outcome", ["outcome"], registry=r
+        )
+        self._swaps = {outcome: self.swaps.labels(outcome) for outcome in SWAP_OUTCOMES}
+        self.face_cache = Counter(
+            "dcgan_face_cache_requests",
+            "Cacheable-URL faces looked up in the in-process cache",
+            ["outcome"],
+            registry=r,
+        )
+        self.face_cache_hits, self.face_cache_misses = self.face_cache.labels("hit"), self.face_cache.labels("miss")
+        self.face_cache_bytes = Gauge("dcgan_face_cache_bytes", "Bytes of encoded faces in the cache", registry=r)
         self.http_requests = Counter(
             "dcgan_http_requests",
-            "HTTP requests by route template, method and status",
-            ["route", "method", "status"],
+            'HTTP requests by route template, method, status and model (registry name; "" for none)',
+            ["route", "method", "status", "model"],
             registry=r,
         )
         self.http_duration = Histogram(
             "dcgan_http_request_duration_seconds",
-            "HTTP request latency by route template",
-            ["route", "method"],
+            "HTTP request latency by route template and model",
+            ["route", "method", "model"],
             buckets=_FAST_BUCKETS,
             registry=r,
         )
@@ -99,13 +116,25 @@ class Metrics:
             "dcgan_http_requests_in_flight", "HTTP requests being handled now (the autoscaling signal)", registry=r
         ).set_function(lambda: self.in_flight)
 
-    def describe_model(self, info: ExportInfo, device: object, dtype: object) -> None:
-        """``dcgan_model_info``: the served export, its size, device and dtype, as labels of a constant 1."""
+    def describe_model(self, name: str, info: ExportInfo, device: object, dtype: object, default: str) -> None:
+        """``dcgan_model_info``: a loaded export, its size, device and dtype, as labels of a constant 1."""
+        self.forget_model(name, None)
         config = info.config
         dtype_name = str(dtype).removeprefix("torch.")
-        self.model_info.labels(
-            info.model_id, info.sha256, str(config.image_size), str(config.nz), str(device), dtype_name
-        ).set(1)
+        labels = (info.model_id, info.sha256, str(config.image_size), str(config.nz), str(device), dtype_name)
+        self.model_info.labels(name, *labels, str(name == default).lower()).set(1)
+        self.images_generated.labels(name)  # its series exists (at 0) from the load, before any request
+
+    def forget_model(self, name: str, info: ExportInfo | None) -> None:
+        """Drop ``name``'s info series (all of them when ``info`` is None): it was unloaded or replaced."""
+        for metric in self.model_info.collect():
+            for sample in metric.samples:
+                if sample.labels["model"] == name and (info is None or sample.labels["model_id"] == info.model_id):
+                    self.model_info.remove(*(sample.labels[k] for k in self.model_info._labelnames))
+
+    def swapped(self, outcome: str) -> None:
+        """Count a load, replacement or unload (``ok``), or a refused candidate (``refused``)."""
+        self._swaps[outcome].inc()
 
     def rejected(self, reason: str) -> None:
         """Count a request refused for ``reason`` (one of REJECTION_REASONS)."""
@@ -118,9 +147,9 @@ class Metrics:
         self.batch_images.observe(rows)
         self.batch_requests.observe(len(waits_s))
 
-    def forward_done(self, rows: int, seconds: float) -> None:
+    def forward_done(self, rows: int, seconds: float, model: str = "") -> None:
         self.forward_seconds.observe(seconds)
-        self.images_generated.inc(rows)
+        self.images_generated.labels(model).inc(rows)
 
 
 def _route_template(scope: Scope, path: str, root_path: str) -> str:
@@ -147,14 +176,15 @@ class HttpMetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
-        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}  # labelled children, looked up once
+        self._series: dict[tuple[str, str, int, str], tuple[Any, Any]] = {}  # labelled children, looked up once
 
-    def _observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        series = self._series.get((route, method, status))
-        if series is None:  # bounded: route templates x methods x statuses
+    def _observe(self, route: str, method: str, status: int, model: str, seconds: float) -> None:
+        key = (route, method, status, model)
+        series = self._series.get(key)
+        if series is None:  # bounded: route templates x methods x statuses x loaded names
             m = self.metrics
-            series = m.http_requests.labels(route, method, str(status)), m.http_duration.labels(route, method)
-            self._series[(route, method, status)] = series
+            series = m.http_requests.labels(*key[:2], str(status), model), m.http_duration.labels(route, method, model)
+            self._series[key] = series
         series[0].inc()
         series[1].observe(seconds)
 
@@ -171,7 +201,8 @@ class HttpMetricsMiddleware:
 
         path, root_path = scope["path"], scope.get("root_path", "")  # routing rewrites them inside mounts
         start = time.perf_counter()
-        scope.setdefault("state", {})[ARRIVED] = time.monotonic()  # the request deadline counts from here
+        state = scope.setdefault("state", {})
+        state[ARRIVED] = time.monotonic()  # the request deadline counts from here
         counted = path not in _PROBE_PATHS  # a scrape must not count itself as load
         if counted:
             self.metrics.in_flight += 1
@@ -181,4 +212,4 @@ class HttpMetricsMiddleware:
             if counted:
                 self.metrics.in_flight -= 1
             route = _route_template(scope, path, root_path)
-            self._observe(route, scope["method"], status["code"], time.perf_counter() - start)
+            self._observe(route, scope["method"], status["code"], state.get(MODEL, ""), time.perf_counter() - start)

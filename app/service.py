@@ -12,6 +12,7 @@ A CUDA error that leaves the device unusable turns it ``failed`` from any state:
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -21,13 +22,15 @@ import torch
 from starlette.requests import Request
 
 from app.batcher import Batcher, Rows
-from app.engine import Engine, forward_workers, torch_threads
+from app.engine import Engine, StartupError, forward_workers, resolve_device, torch_threads
 from app.errors import DeadlineExceeded, NotRunning
 from app.forward_pool import ForwardPool
 from app.latent_rows import ArithmeticPlan
-from app.metrics import ARRIVED, Metrics
+from app.metrics import ARRIVED, MODEL, Metrics
 from app.outputs import Animation, Figure, Grid, Output, Pngs, png_text
 from app.policy import BatchPolicy
+from app.registry import manifest as manifests
+from app.registry.registry import Registry, ServedModel
 from app.schemas import ArithmeticBody, EditBody, InterpolateBody
 from app.settings import Settings
 from models import Direction, ExportInfo
@@ -42,26 +45,43 @@ def _truncation(value: float | None) -> str:
 
 
 class Service:
-    """The loaded model and its request machinery; one per app."""
+    """The loaded models (``registry``) and their request machinery; one per app."""
 
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings, self.metrics = settings, metrics
         self.state: State = "starting"
-        self._engine: Engine | None = None
         self._pool: ForwardPool | None = None
-        self._batcher: Batcher | None = None
+        self._registry: Registry | None = None
+        self._device: torch.device | None = None
+        self._workers = 1
+        self._slots = asyncio.Semaphore(1)  # the forward workers, shared by every model's batcher (start() sizes it)
         self.failure: str | None = None  # what made the device unusable (state "failed")
 
     @property
     def accepting(self) -> bool:
         """Requests are served: ready, or draining (a load balancer is still moving traffic away)."""
-        return self.state in ("ready", "draining") and self._batcher is not None and self._batcher.running
+        if self.state not in ("ready", "draining") or self._registry is None:
+            return False
+        default = self._registry.models.get(self._registry.default)
+        return default is not None and default.batcher.running
+
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            raise NotRunning(f"the service is {self.state}")
+        return self._registry
+
+    def resolve(self, name: str | None, request: Request) -> ServedModel:
+        """The model this request uses (``model=``, else the default alias), resolved once, before any await:
+        it finishes on this version whatever is swapped meanwhile. Labels the request's metrics."""
+        model = self.registry.resolve(name)
+        request.scope.setdefault("state", {})[MODEL] = model.name
+        return model
 
     @property
     def engine(self) -> Engine:
-        if self._engine is None:
-            raise NotRunning(f"the service is {self.state}")
-        return self._engine
+        """The default model's engine."""
+        return self.registry.resolve(None).engine
 
     @property
     def info(self) -> ExportInfo:
@@ -72,31 +92,58 @@ class Service:
         """The export's attribute directions, then SeFa's, by name."""
         return self.engine.directions
 
-    async def start(self) -> None:
+    def manifest(self) -> manifests.Manifest:
+        """The settings' models: a manifest, a models directory, or DCGAN_CHECKPOINT alone (``ManifestError``)."""
         s = self.settings
-        engine = await asyncio.to_thread(Engine.load, str(s.checkpoint), s.device, s.precision)
-        cpu = engine.device.type == "cpu"
-        workers = forward_workers(s.forward_workers, engine.device)
-        torch.set_num_threads(torch_threads(s.torch_threads, engine.device, workers))
+        return manifests.resolve(s.checkpoint, s.models_manifest, s.models_dir, s.default_model)
+
+    def _load(self, entry: manifests.Entry) -> Engine:
+        """An export onto the service's device (``StartupError`` naming the file and the problem)."""
+        assert self._device is not None
+        engine = Engine.load(str(entry.path), str(self._device), self.settings.precision)
+        s, cpu = self.settings, self._device.type == "cpu"
         # CPU: cache-sized pieces; CUDA: every forward at one shape, the one cuDNN algorithm the contract allows
         engine.chunk_rows = s.cpu_chunk_rows if cpu else min(s.cuda_chunk_rows, padded_rows(s.max_batch_images))
         engine.fixed_shape = not cpu
-        self.metrics.describe_model(engine.info, engine.device, engine.dtype)
-        self._engine, self._pool = engine, ForwardPool(engine, workers, self.metrics, self.device_lost)
-        seconds = await self._pool.warm_up(s.max_batch_images)  # before ready: no request meets a cold thread
+        return engine
+
+    def _batcher(self, engine: Engine, name: str) -> Batcher:
+        """A model's own batcher (a batch never mixes models), sharing the forward workers' slots."""
+        s, cpu = self.settings, engine.device.type == "cpu"
         policy = BatchPolicy(
             max_rows=s.max_batch_images,
             max_wait_s=s.max_wait_ms / 1000,
             row_multiple=PAD_MULTIPLE if cpu else 1,
             enough_rows=PAD_MULTIPLE if cpu else None,  # a CPU forward costs the same per image from 8 rows up
         )
-        self._batcher = Batcher(
-            self._pool.compute, policy, self.metrics, max_queued_rows=s.max_queued_images, concurrency=workers
-        )
-        self._batcher.start()
+        assert self._pool is not None
+        compute = functools.partial(self._pool.compute, engine=engine, model=name)
+        return Batcher(
+            compute, policy, self.metrics, max_queued_rows=s.max_queued_images, concurrency=self._workers,
+            slots=self._slots,
+        )  # fmt: skip
+
+    async def start(self) -> None:
+        s = self.settings
+        try:
+            manifest = self.manifest()
+        except manifests.ManifestError as e:
+            raise StartupError(str(e)) from None
+        self._device = resolve_device(s.device)
+        workers = self._workers = forward_workers(s.forward_workers, self._device)
+        self._slots = asyncio.Semaphore(workers)
+        torch.set_num_threads(torch_threads(s.torch_threads, self._device, workers))
+        self._pool = ForwardPool(None, workers, self.metrics, self.device_lost)  # each model's batcher names its engine
+        self._registry = Registry(
+            manifest, self._load, self._batcher, self._pool, self.metrics,
+            max_loaded=s.max_loaded_models, max_batch_images=s.max_batch_images,
+        )  # fmt: skip
+        start = time.perf_counter()
+        await self._registry.start({})  # loads every model, warms each on every worker, before ready
         log.info(
-            "loaded %s (%s) on %s; warm-up %.2f s; %d forward worker(s) of %d torch thread(s)",
-            *(engine.info.model_id, engine.info.config, engine.device, seconds, workers, torch.get_num_threads()),
+            "loaded %s on %s (default %r); warm-up %.2f s; %d forward worker(s) of %d torch thread(s)",
+            ", ".join(f"{m.name}={m.info.model_id}" for m in self._registry.models.values()),
+            *(self._device, self._registry.default, time.perf_counter() - start, workers, torch.get_num_threads()),
         )
         if self.state != "failed":  # a lost device stays lost, even for a lifespan started again
             self.state = "ready"
@@ -110,8 +157,12 @@ class Service:
         self.metrics.device_lost.set(1)
         log.critical(
             "the device %s is unusable (%s): /healthz now answers 500 and /readyz 503 so this process is replaced",
-            *(self._engine.device if self._engine is not None else "?", self.failure),
+            *(self._device if self._device is not None else "?", self.failure),
         )
+
+    async def reload_manifest(self) -> dict[str, str]:
+        """Re-read the manifest (SIGHUP, ``POST /admin/reload``): each model's outcome, by name."""
+        return await self.registry.reload(self.manifest)
 
     def drain(self) -> None:
         """SIGTERM: /readyz turns 503 so traffic moves away; requests are still served."""
@@ -121,30 +172,30 @@ class Service:
     async def stop(self) -> None:
         if self.state != "failed":  # a lost device stays visible to /healthz until the process ends
             self.state = "stopping"
-        if self._batcher is not None:
-            await self._batcher.stop()
+        if self._registry is not None:
+            await self._registry.stop()
         if self._pool is not None:
             await asyncio.to_thread(self._pool.close)  # waits for a forward still running
 
     async def generate(
-        self, seeds: list[int] | None, z: Rows, truncation: float | None, fmt: str, request: Request
+        self, model: ServedModel, seeds: list[int] | None, z: Rows, truncation: float | None, fmt: str, request: Request
     ) -> bytes | list[str]:
         """A PNG grid of the rows' faces, or one base64 PNG each (``json``)."""
         labels = [str(s) for s in seeds] if seeds is not None else ["client-latent"] * len(z)
         trunc = _truncation(truncation)
         output: Output
         if fmt == "grid":
-            output = Grid(png_text(self.info, "generate", seeds=",".join(labels), truncation=trunc, n=len(labels)))
+            output = Grid(png_text(model.info, "generate", seeds=",".join(labels), truncation=trunc, n=len(labels)))
         else:
-            output = Pngs([png_text(self.info, "generate", seed=s, truncation=trunc) for s in labels])
-        return await self._submit(z, output, request)
+            output = Pngs([png_text(model.info, "generate", seed=s, truncation=trunc) for s in labels])
+        return await self._submit(model, z, output, request)
 
     async def interpolate(
-        self, t: torch.Tensor, z: torch.Tensor, body: InterpolateBody, request: Request
+        self, model: ServedModel, t: torch.Tensor, z: torch.Tensor, body: InterpolateBody, request: Request
     ) -> bytes | list[str]:
         """Frames along a path: a PNG strip, an animation, or one base64 PNG per frame (``json``)."""
         params = body.model_dump(exclude={"latent_a", "latent_b", "format"}, exclude_none=True)
-        text = png_text(self.info, "interpolate", **params)
+        text = png_text(model.info, "interpolate", **params)
         output: Output
         if body.format == "strip":
             output = Grid(text, cols=body.steps)
@@ -152,16 +203,18 @@ class Service:
             output = Pngs([{**text, "dcgan:t": repr(float(w))} for w in t])
         else:
             output = Animation(body.format, body.frame_ms, json.dumps(text, sort_keys=True))
-        return await self._submit(z, output, request)
+        return await self._submit(model, z, output, request)
 
-    async def arithmetic(self, plan: ArithmeticPlan, body: ArithmeticBody, request: Request) -> bytes | list[str]:
+    async def arithmetic(
+        self, model: ServedModel, plan: ArithmeticPlan, body: ArithmeticBody, request: Request
+    ) -> bytes | list[str]:
         """The paper's figure as one PNG, or every row's base64 PNG (``json``, split with ``plan.split``)."""
         params = {"terms": [[t.name, t.weight] for t in body.terms], "seed": body.seed, "jitter": body.jitter}
-        text = png_text(self.info, "arithmetic", **params)
+        text = png_text(model.info, "arithmetic", **params)
         output = Figure(plan.layout(), text) if body.format == "grid" else Pngs([text] * plan.z.shape[0])
-        return await self._submit(plan.z, output, request)
+        return await self._submit(model, plan.z, output, request)
 
-    async def edit(self, z: torch.Tensor, body: EditBody, request: Request) -> bytes | list[str]:
+    async def edit(self, model: ServedModel, z: torch.Tensor, body: EditBody, request: Request) -> bytes | list[str]:
         """Frames along a direction: a PNG strip, an animation, or one base64 PNG per strength (``json``).
 
         A strength-0 frame's PNG carries exactly /generate's text for the face, so its bytes are the plain
@@ -169,27 +222,31 @@ class Service:
         seed = "client-latent" if body.seed is None else str(body.seed)
         trunc = _truncation(body.truncation)
         params = body.model_dump(include={"direction", "keep"}, exclude_defaults=True)
-        text = png_text(self.info, "edit", seed=seed, truncation=trunc, strengths=body.strengths, **params)
+        text = png_text(model.info, "edit", seed=seed, truncation=trunc, strengths=body.strengths, **params)
         output: Output
         if body.format == "strip":
             output = Grid(text, cols=len(body.strengths))
         elif body.format == "json":
-            plain = png_text(self.info, "generate", seed=seed, truncation=trunc)
+            plain = png_text(model.info, "generate", seed=seed, truncation=trunc)
             output = Pngs(
                 [
-                    plain if s == 0 else png_text(self.info, "edit", seed=seed, truncation=trunc, strength=s, **params)
+                    plain if s == 0 else png_text(model.info, "edit", seed=seed, truncation=trunc, strength=s, **params)
                     for s in body.strengths
                 ]
             )
         else:
             output = Animation(body.format, body.frame_ms, json.dumps(text, sort_keys=True))
-        return await self._submit(z, output, request)
+        return await self._submit(model, z, output, request)
 
-    async def _submit(self, z: Rows, output: Output, request: Request) -> Any:
-        if self._batcher is None or not self.accepting:
+    async def submit(self, model: ServedModel, z: Rows, output: Output, request: Request) -> Any:
+        """``model``'s batcher renders ``z`` and the worker makes ``output`` of it, under the request's deadline."""
+        return await self._submit(model, z, output, request)
+
+    async def _submit(self, model: ServedModel, z: Rows, output: Output, request: Request) -> Any:
+        if not self.accepting:
             raise NotRunning(f"the service is {self.state}")
         timeout_s = self._time_left(request)
-        return await self._batcher.submit(z, output, timeout_s=timeout_s, is_disconnected=request.is_disconnected)
+        return await model.batcher.submit(z, output, timeout_s=timeout_s, is_disconnected=request.is_disconnected)
 
     def _time_left(self, request: Request) -> float:
         """The deadline counts from the request's arrival, not from ``submit``: under overload a request can

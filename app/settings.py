@@ -25,6 +25,17 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DCGAN_", extra="forbid", frozen=True, env_ignore_empty=True)
 
     checkpoint: Path = Field(default=DEFAULT_CHECKPOINT, description="generator export (.safetensors) to serve")
+    # The registry (app/registry): several models by name. Unset, DCGAN_CHECKPOINT is the one model.
+    models_manifest: Path | None = Field(default=None, description="JSON manifest: model name -> export file")
+    models_dir: Path | None = Field(
+        default=None, description="folder of exports (manifest files and admin loads come only from here)"
+    )
+    default_model: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", description="alias")
+    max_loaded_models: int = Field(default=4, ge=1, le=64, description="models loaded at once (one more mid-swap)")
+    admin_token: SecretStr | None = Field(default=None, description="enables /admin (load, swap, unload); unset: off")
+    face_cache_bytes: int = Field(
+        default=64 << 20, ge=0, le=1 << 40, description="in-process LRU of cacheable-URL faces (0: no cache)"
+    )
     device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N (auto = CUDA if present, else CPU)")
     host: str = Field(default="127.0.0.1", description="bind address of `python -m app`")
     port: int = Field(default=8000, ge=0, le=65535, description="bind port of `python -m app`")
@@ -65,6 +76,16 @@ class Settings(BaseSettings):
         if not _DEVICE.match(value):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _admin_token_is_its_own(self) -> Settings:
+        """The admin token swaps models: it must not be the key that every client of the API holds."""
+        key, token = self.api_key, self.admin_token
+        if token is not None and key is not None and token.get_secret_value() == key.get_secret_value():
+            raise ValueError("admin_token must differ from api_key")
+        if token is not None and len(token.get_secret_value()) < 16:
+            raise ValueError("admin_token must be at least 16 characters")
+        return self
 
     @model_validator(mode="after")
     def _a_request_fits(self) -> Settings:

@@ -1,15 +1,20 @@
 """The generator export: one ``.safetensors`` file that describes itself, checks itself and loads without pickle.
 
-Layout (format_version 2): the generator's float32 state_dict (``main.N.*``, BatchNorm running stats
+Layout (format_version 3): the generator's float32 state_dict (``main.N.*``, BatchNorm running stats
 included), optional unit direction vectors ``direction.<name>`` (nz,), and string metadata::
 
     format          "dcgan-faces/generator"
-    format_version  "2"                   ("1": no directions, no checksum; still read)
+    format_version  "3"                   ("2": checksum over the tensors only; "1": no directions, no
+                                          checksum; both still read)
     config          JSON of DCGANConfig
     provenance      JSON object: dataset, dataset_hash, steps, ema, bn_recalibrated, created_at,
                     code_version, selection, quality, terms (see ``Provenance``)
     directions      JSON list: {name, kind, separation, source} per stored direction
-    content_sha256  sha256 of every tensor (name, dtype, shape, bytes; in name order), checked at load
+    content_sha256  sha256 of every tensor (name, dtype, shape, bytes; in name order), then of every other
+                    metadata key and value (version 3): a flipped bit anywhere in the file is refused
+
+A version-3 file whose ``format_version`` is flipped to "2" fails version 2's tensor-only checksum, and
+one flipped to "1" carries keys a version-1 file never had: a downgrade cannot skip the check.
 
 The full training state (optimizers, D, RNG) is a different file owned by ``training``; this one is
 what serving and sampling load, through ``load_export`` / ``load_generator`` only.
@@ -38,8 +43,10 @@ from models.directions import Direction, check
 from models.header import CheckpointError, check_tensor_table, read_header
 
 FORMAT_NAME = "dcgan-faces/generator"
-FORMAT_VERSION = "2"
-READS = ("1", "2")
+FORMAT_VERSION = "3"
+READS = ("1", "2", "3")
+CHECKSUM_KEY = "content_sha256"
+_V1_KEYS = frozenset({"format", "format_version", "config", "provenance"})
 DIRECTION_PREFIX = "direction."
 
 
@@ -93,13 +100,17 @@ def code_version() -> str:
         return "unknown"
 
 
-def content_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
-    """The checksum an export stores: every tensor's name, dtype, shape and bytes, in name order."""
+def content_sha256(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> str:
+    """The checksum an export stores: every tensor's name, dtype, shape and bytes, in name order; then, with
+    ``metadata`` (version 3), every metadata key and value but the checksum's own, as sorted JSON."""
     h = hashlib.sha256()
     for name in sorted(tensors):
         t = tensors[name].detach().to("cpu").contiguous()
         h.update(f"{name}\0{t.dtype}\0{list(t.shape)}\0".encode())
         h.update(t.numpy().tobytes())
+    if metadata is not None:
+        covered = {k: v for k, v in metadata.items() if k != CHECKSUM_KEY}
+        h.update(b"metadata\0" + json.dumps(covered, sort_keys=True).encode())
     return h.hexdigest()
 
 
@@ -123,8 +134,8 @@ def save_generator(
         "config": generator.config.to_json(),
         "provenance": json.dumps(asdict(provenance), sort_keys=True),
         "directions": json.dumps([_direction_meta(d) for d in directions]),
-        "content_sha256": content_sha256(tensors),
     }
+    metadata[CHECKSUM_KEY] = content_sha256(tensors, metadata)
     atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
@@ -155,8 +166,11 @@ def _read_metadata(path: Path, header: dict[str, Any]) -> tuple[DCGANConfig, dic
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: invalid config in metadata: {e}") from None
     provenance = _json_field(path, meta, "provenance", "{}", dict)
+    if version == "1" and not meta.keys() <= _V1_KEYS:  # a later file whose version was flipped (or forged) to 1
+        extra = sorted(meta.keys() - _V1_KEYS)[0]
+        raise CheckpointError(f"{path}: format_version 1 export with key {extra!r} that version 1 never had (corrupt?)")
     entries = _json_field(path, meta, "directions", "[]", list) if version != "1" else []
-    if version != "1" and not isinstance(meta.get("content_sha256"), str):
+    if version != "1" and not isinstance(meta.get(CHECKSUM_KEY), str):
         raise CheckpointError(f"{path}: format_version {version} export without its content_sha256")
     names = [e.get("name") if isinstance(e, dict) else None for e in entries]
     if not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
@@ -201,8 +215,10 @@ def load_export(path: str | os.PathLike[str], device: str | torch.device = "cpu"
             tensors = {k: f.get_tensor(k) for k in expected}
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{path}: unreadable tensor data ({e})") from None
-    if version != "1" and content_sha256(tensors) != header["__metadata__"]["content_sha256"]:
-        raise CheckpointError(f"{path}: content checksum mismatch: the tensor data is corrupt (a flipped bit?)")
+    meta = header["__metadata__"]
+    if version != "1" and content_sha256(tensors, meta if version == "3" else None) != meta[CHECKSUM_KEY]:
+        covers = "tensor data or metadata" if version == "3" else "tensor data"
+        raise CheckpointError(f"{path}: content checksum mismatch: the {covers} is corrupt (a flipped bit?)")
     for name, tensor in tensors.items():
         if not name.startswith(DIRECTION_PREFIX) and not torch.isfinite(tensor).all():
             raise CheckpointError(f"{path}: tensor {name!r} has non-finite values")
@@ -233,3 +249,18 @@ def load_generator(path: str | os.PathLike[str], device: str | torch.device = "c
     """``load_export`` without the directions: (generator in eval mode on ``device``, its info)."""
     export = load_export(path, device)
     return export.generator, export.info
+
+
+def upgrade_export(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Rewrite a version-1 or -2 export as version 3: the same tensors and metadata, the version bumped and
+    the checksum re-computed over both. ``src`` is fully validated first (its own checksum included), so
+    a corrupt file is never sealed as a good one. ``python -c "from models.checkpoint import
+    upgrade_export as u; u('old.safetensors', 'new.safetensors')"``"""
+    load_export(src)  # refuses anything a loader would refuse
+    with safe_open(str(src), framework="pt", device="cpu") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
+        metadata = dict(f.metadata())
+    metadata.setdefault("directions", "[]")  # version 1 had none
+    metadata |= {"format_version": FORMAT_VERSION}
+    metadata[CHECKSUM_KEY] = content_sha256(tensors, metadata)
+    atomic_write(Path(dst), lambda tmp: save_file(tensors, tmp, metadata=metadata))

@@ -34,11 +34,15 @@ def server_env(**values: str) -> dict[str, str]:
 
 def metric_value(text: str, name: str, **labels: str) -> float:
     """One sample from Prometheus text (0.0 when absent); labels in any order."""
-    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    key = f"{name}{{{want}}}" if labels else name
-    for line in text.splitlines():
-        if line.startswith(key + " "):
-            return float(line.rsplit(" ", 1)[1])
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total, found = 0.0, False  # the sum over the series whose labels include ``labels`` (e.g. every model)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                total, found = total + sample.value, True
+    if found:
+        return total
     return 0.0
 
 

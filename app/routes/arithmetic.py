@@ -9,6 +9,7 @@ from app.deps import SECURED, ServingService
 from app.errors import GENERATION_ERRORS
 from app.latent_rows import arithmetic_rows
 from app.lean_route import LeanRoute
+from app.registry.params import MODEL_ID_HEADER, ModelQuery
 from app.schemas import PNG_OR_JSON, ArithmeticBody, ArithmeticOut, TermOut
 
 router = APIRouter(tags=["generate"], route_class=LeanRoute)
@@ -21,23 +22,27 @@ router = APIRouter(tags=["generate"], route_class=LeanRoute)
     responses={200: PNG_OR_JSON, **GENERATION_ERRORS},
     summary="Latent vector arithmetic",
 )
-async def arithmetic(request: Request, body: ArithmeticBody, service: ServingService) -> Response:
+async def arithmetic(
+    request: Request, body: ArithmeticBody, service: ServingService, model: ModelQuery = None
+) -> Response:
     """Each term is the mean of its exemplars, or a named direction (GET /v1/directions); the result is
     sum(weight * term), shown with jittered neighbours.
 
     The grid is laid out as the paper's figure: a row of exemplars per exemplar term, a row of their
     means (blank under a direction term), then the result followed by its neighbours.
     """
-    plan = arithmetic_rows(body, service.directions, service.info.config.nz, service.settings.max_images_per_request)
-    result = await service.arithmetic(plan, body, request)
+    served = service.resolve(model, request)
+    plan = arithmetic_rows(body, served.directions, served.info.config.nz, service.settings.max_images_per_request)
+    result = await service.arithmetic(served, plan, body, request)
+    headers = {MODEL_ID_HEADER: served.info.model_id}
     if isinstance(result, bytes):  # format=grid
-        return Response(result, media_type="image/png")
+        return Response(result, media_type="image/png", headers=headers)
     parts = plan.split(result)
     terms = [
         TermOut(name=term.name, weight=term.weight, direction=term.direction, mean=mean, exemplars=list(exemplars))
         for term, mean, exemplars in zip(body.terms, parts.means, parts.exemplars, strict=True)
     ]
     out = ArithmeticOut(
-        model_id=service.info.model_id, result=parts.result, neighbours=list(parts.neighbours), terms=terms
+        model_id=served.info.model_id, result=parts.result, neighbours=list(parts.neighbours), terms=terms
     )
-    return JSONResponse(out.model_dump())
+    return JSONResponse(out.model_dump(), headers=headers)

@@ -11,6 +11,7 @@ from app.deps import SECURED, ServingService
 from app.errors import GENERATION_ERRORS
 from app.latent_rows import generate_rows
 from app.lean_route import LeanRoute
+from app.registry.params import MODEL_ID_HEADER, ModelQuery
 from app.schemas import HARD_MAX_ROWS, PNG_OR_JSON, GenerateBody, GenerateOut, ImageOut, Truncation
 from models.latent import SEED_MAX
 
@@ -32,14 +33,17 @@ async def generate(
     truncation: Annotated[Truncation | None, Query()] = None,
     format: Annotated[Literal["grid", "json"], Query(description="grid: one PNG, seeds in X-Seeds")] = "grid",
     body: GenerateBody | None = None,
+    model: ModelQuery = None,
 ) -> Response:
     """Without ``seed`` or a body, random seeds are drawn and returned (X-Seeds header or JSON)."""
-    limit, nz = service.settings.max_images_per_request, service.info.config.nz
+    served = service.resolve(model, request)
+    limit, nz = service.settings.max_images_per_request, served.info.config.nz
     seeds, z = generate_rows(n, seed, truncation, body, limit, nz)  # (n, nz)
-    result = await service.generate(seeds, z, truncation, format, request)
-    model_id = service.info.model_id
+    result = await service.generate(served, seeds, z, truncation, format, request)
+    model_id = served.info.model_id
     if isinstance(result, bytes):  # format=grid
-        headers = {"X-Model-Id": model_id} | ({"X-Seeds": ",".join(map(str, seeds))} if seeds is not None else {})
+        headers = {MODEL_ID_HEADER: model_id} | ({"X-Seeds": ",".join(map(str, seeds))} if seeds is not None else {})
         return Response(result, media_type="image/png", headers=headers)
     images = [ImageOut(seed=None if seeds is None else seeds[i], png=png) for i, png in enumerate(result)]
-    return JSONResponse(GenerateOut(model_id=model_id, truncation=truncation, images=images).model_dump())
+    out = GenerateOut(model_id=model_id, truncation=truncation, images=images)
+    return JSONResponse(out.model_dump(), headers={MODEL_ID_HEADER: model_id})

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from app.deps import SECURED, ServingService
 from app.errors import GENERATION_ERRORS, invalid
+from app.registry.params import ModelQuery
 from app.schemas import LatentOut, LatentsOut, Truncation
 from models.latent import SEED_MAX, latents_for_seeds
 
@@ -26,19 +27,24 @@ def parse_seeds(text: str) -> list[int]:
     return [int(p) for p in parts]
 
 
-_ERRORS: dict[int | str, dict[str, Any]] = {c: GENERATION_ERRORS[c] for c in (401, 422, 503)}  # no body, no batcher
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    c: GENERATION_ERRORS[c] for c in (401, 404, 422, 503)
+}  # no body, no batcher
 
 
 @router.get("/latents", response_model=LatentsOut, responses=_ERRORS, summary="Latents of seeds", openapi_extra=SECURED)
 async def latents(
+    request: Request,
     service: ServingService,
     seeds: Annotated[
         str, Query(min_length=1, max_length=12 * MAX_SEEDS, description="comma-separated seeds, e.g. 1,2,3")
     ],
     truncation: Annotated[Truncation | None, Query()] = None,
+    model: ModelQuery = None,
 ) -> LatentsOut:
     """Exactly the vectors /generate uses: posting them back as ``latents`` renders the same images."""
-    values, nz = parse_seeds(seeds), service.info.config.nz
+    served = service.resolve(model, request)
+    values, nz = parse_seeds(seeds), served.info.config.nz
     z = latents_for_seeds(values, nz, truncation)  # (N, nz)
     items = [LatentOut(seed=s, latent=row.tolist()) for s, row in zip(values, z, strict=True)]
-    return LatentsOut(model_id=service.info.model_id, nz=nz, truncation=truncation, latents=items)
+    return LatentsOut(model_id=served.info.model_id, nz=nz, truncation=truncation, latents=items)

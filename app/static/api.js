@@ -1,6 +1,7 @@
 // The public API, as the playground calls it: fetch + API key + errors turned into plain words.
 
 const KEY_STORAGE = "dcgan-faces.api-key";
+const MODEL_STORAGE = "dcgan-faces.model";
 export const LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
 // Field names in 422 details -> the words the page uses for them.
@@ -15,6 +16,18 @@ const FIELD_LABELS = {
 export class ApiError extends Error {}
 
 let apiKey = sessionStorage.getItem(KEY_STORAGE) || "";
+let model = sessionStorage.getItem(MODEL_STORAGE) || ""; // "" = the server's default model
+
+/** The model every call names (``model=``); "" for the server's default. Kept for this tab. */
+export function getModel() {
+  return model;
+}
+
+export function setModel(name) {
+  model = name;
+  if (name) sessionStorage.setItem(MODEL_STORAGE, name);
+  else sessionStorage.removeItem(MODEL_STORAGE);
+}
 
 export function getApiKey() {
   return apiKey;
@@ -33,6 +46,7 @@ export function setApiKey(key) {
  */
 export async function api(method, path, { query = {}, body } = {}) {
   const url = new URL(path, window.location.origin);
+  if (model) url.searchParams.set("model", model);
   for (const [k, v] of Object.entries(query)) {
     if (v !== null && v !== undefined && v !== "") url.searchParams.set(k, String(v));
   }

@@ -2,7 +2,7 @@
 // Sections: model info and API key, Generate (grid + selection), Interpolate; Arithmetic is in arithmetic.js,
 // Edit (a slider per direction) in edit.js.
 
-import { api, getApiKey, setApiKey } from "./api.js";
+import { api, getApiKey, getModel, setApiKey, setModel } from "./api.js";
 import { setupArithmetic } from "./arithmetic.js";
 import { setupEdit } from "./edit.js";
 import {
@@ -15,7 +15,8 @@ import {
 async function loadModelInfo() {
   const info = $("#model-info");
   try {
-    const m = await (await api("GET", "/v1/model")).json();
+    const m = await (await api("GET", "/v1/model")).json(); // the limits, the device
+    Object.assign(m, await pickModel()); // the picked model's name, id, config and provenance
     const cfg = m.config || {};
     const prov = m.provenance || {};
     const bits = [m.model_id, cfg.image_size && `${cfg.image_size}×${cfg.image_size} px`,
@@ -28,6 +29,25 @@ async function loadModelInfo() {
   } catch (err) {
     info.textContent = err.message;
   }
+}
+
+/** Fill the model picker from GET /v1/models; returns the picked model's entry. Picking another reloads
+ * the page, so every section starts over on that model. */
+async function pickModel() {
+  const { models } = await (await api("GET", "/v1/models")).json();
+  if (!models.some((m) => m.name === getModel())) setModel(""); // unloaded since: back to the default
+  const picker = $("#model-picker");
+  picker.replaceChildren(...models.map((m) => {
+    const option = document.createElement("option");
+    option.value = m.name;
+    option.textContent = m.default ? `${m.name} (default)` : m.name;
+    return option;
+  }));
+  const picked = models.find((m) => m.name === getModel()) || models.find((m) => m.default) || models[0];
+  picker.value = picked.name;
+  picker.onchange = () => { setModel(picker.value); window.location.reload(); };
+  state.model = picked;
+  return picked;
 }
 
 function setupKey() {
@@ -82,9 +102,24 @@ function renderGrid(images) {
     btn.addEventListener("click", () => toggleSelected(seed));
     const li = document.createElement("li");
     li.append(btn);
+    if (state.model && seed !== null) li.append(permalink(seed));
     grid.append(li);
   }
   updateSelection();
+}
+
+/** A link to the face's permanent URL: this model version, this seed; browsers and CDNs cache it forever. */
+function permalink(seed) {
+  const { name, model_id: id } = state.model;
+  const url = new URL(`/v1/models/${name}@${id}/faces/${seed}.png`, window.location.origin);
+  if (state.truncation !== null) url.searchParams.set("truncation", String(state.truncation));
+  const a = document.createElement("a");
+  a.className = "permalink";
+  a.href = url.pathname + url.search;
+  a.textContent = "link";
+  a.title = "Permanent URL of this face (cacheable forever)";
+  a.setAttribute("aria-label", `Permanent URL of face ${seed}`);
+  return a;
 }
 
 // ---- interpolate --------------------------------------------------------------------------------

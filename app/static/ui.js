@@ -8,6 +8,7 @@ export const $ = (sel, root = document) => root.querySelector(sel);
 
 export const state = {
   imageSize: null,    // the model's image size in pixels, from /v1/model
+  model: null,        // the picked model's GET /v1/models entry (name, model_id): permanent URLs hold both
   truncation: null,   // the truncation the grid was drawn with; reused by interpolation and arithmetic
   faces: new Map(),   // seed -> image URL, for thumbnails of exemplars
   selected: [],       // seeds, in the order they were selected

@@ -60,8 +60,13 @@ class Served:
         return service
 
     def metric(self, name: str, **labels: str) -> float:
-        value = self.service.metrics.registry.get_sample_value(name, labels)
-        return 0.0 if value is None else value
+        """The sum of ``name``'s samples whose labels include ``labels`` (e.g. over every ``model``)."""
+        return sum(
+            sample.value
+            for family in self.service.metrics.registry.collect()
+            for sample in family.samples
+            if sample.name == name and labels.items() <= sample.labels.items()
+        )
 
 
 def client_for(app: FastAPI) -> httpx.AsyncClient:

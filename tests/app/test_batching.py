@@ -87,7 +87,8 @@ async def test_deadline_counts_from_arrival_not_from_queueing(served: Served) ->
     stale = Request({"type": "http", "method": "POST", "headers": [], "state": {ARRIVED: time.monotonic() - timeout}})
     before = served.metric("dcgan_images_generated_total")
     with pytest.raises(DeadlineExceeded):
-        await served.service.generate([0], torch.zeros(1, served.service.info.config.nz), None, "grid", stale)
+        model = served.service.registry.resolve(None)
+        await served.service.generate(model, [0], torch.zeros(1, model.info.config.nz), None, "grid", stale)
     assert served.metric("dcgan_rejections_total", reason="deadline") == 1
     assert served.metric("dcgan_images_generated_total") == before
 

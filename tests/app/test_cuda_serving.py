@@ -13,6 +13,7 @@ import torch
 
 from app import cpu_quota
 from app import engine as engine_module
+from app import service as service_module
 from app.engine import Engine, StartupError, forward_workers, resolve_device, torch_threads, warmup_sizes
 from app.settings import Settings
 from models import load_export
@@ -114,7 +115,9 @@ def test_device_lost_is_told_from_out_of_memory() -> None:
 def simulated_cuda_engine(monkeypatch: pytest.MonkeyPatch, cudnn_flags: None) -> list[int]:
     """``Engine.load`` takes the CUDA path (device cuda, exact flags) but keeps the weights on the CPU;
     returns the row count of every generator forward."""
-    monkeypatch.setattr(engine_module, "resolve_device", lambda spec, announce=True: torch.device("cuda"))
+    cuda = lambda spec, announce=True: torch.device("cuda")  # noqa: E731
+    monkeypatch.setattr(engine_module, "resolve_device", cuda)
+    monkeypatch.setattr(service_module, "resolve_device", cuda)  # the service resolves its device for every model
     monkeypatch.setattr(engine_module, "load_export", lambda path, device: load_export(path, torch.device("cpu")))
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
     rows: list[int] = []

@@ -137,7 +137,7 @@ async def test_model_and_metrics(served: Served) -> None:
         "dcgan_generator_forward_seconds_bucket",
         "dcgan_queue_depth_images",
         'dcgan_rejections_total{reason="queue_full"}',
-        'dcgan_http_requests_total{method="POST",route="/generate",status="200"}',
+        'dcgan_http_requests_total{method="POST",model="tiny-faces-32",route="/generate",status="200"}',
         "dcgan_http_request_duration_seconds_bucket",
     ):
         assert name in text, name

@@ -218,3 +218,49 @@ def test_query_params_parse_as_starlette_does(text: str) -> None:
     """The split fast path and the parse_qsl fallback agree with Starlette's QueryParams (last key wins)."""
     raw = text.encode("latin-1")
     assert query_params(raw) == dict(QueryParams(raw))
+
+
+@pytest.mark.parametrize("version", ["0.999.0", "1.0.0", "0.142.1", "dev"])
+async def test_an_untested_fastapi_takes_fastapis_own_path_with_one_warning(
+    version: str, checkpoint: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``pip install .`` may bring a FastAPI newer than the one LeanRoute reads the private modules of: the
+    service then starts, warns once, and answers every request through FastAPI's own path."""
+    import fastapi
+
+    from app import lean_route
+
+    reference = await _one_generate(create_app(Settings(checkpoint=checkpoint, device="cpu", max_batch_images=64)))
+    monkeypatch.setattr(fastapi, "__version__", version)
+    assert lean_route.fastapi_unknown() is not None and version in str(lean_route.fastapi_unknown())
+    router = APIRouter(route_class=LeanRoute)
+
+    @router.post("/odd/{path_param}")  # a signature LeanRoute refuses: on an unknown FastAPI it is not inspected
+    async def odd(path_param: int) -> Response:
+        return Response(str(path_param))
+
+    assert not router.routes[0].lean  # type: ignore[attr-defined]
+
+    async def lean_path_must_not_run(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("LeanRoute's own handling ran on an untested FastAPI")
+
+    monkeypatch.setattr(LeanRoute, "_arguments", lean_path_must_not_run)
+    caplog.clear()
+    app = create_app(Settings(checkpoint=checkpoint, device="cpu", max_batch_images=64))
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and "FastAPI" in r.getMessage()]
+    assert len(warnings) == 1 and app.state.lean.stock
+    assert await _one_generate(app) == reference
+
+
+async def _one_generate(app: Any) -> tuple[int, bytes]:
+    async with app.router.lifespan_context(app), client_for(app) as http:
+        r = await http.post("/generate", params={"n": 2, "seed": 3})
+        return r.status_code, r.content
+
+
+def test_a_missing_private_module_is_an_unknown_fastapi(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app import lean_route
+
+    assert lean_route.fastapi_unknown() is None  # the pinned FastAPI (deploy/constraints.txt) is the tested one
+    monkeypatch.setattr(lean_route, "_PRIVATE_IMPORT_ERROR", "No module named 'fastapi._compat'")
+    assert "private modules moved" in str(lean_route.fastapi_unknown())

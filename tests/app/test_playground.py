@@ -161,6 +161,14 @@ def _generate_grids(page: Page, base: str) -> None:
     shown = _shown_faces(page)
     assert [seed for seed, _ in shown] == list(range(1234, 1242))
     assert shown == _api_faces(base, n=8, seed=1234)
+    # each face links to its permanent URL, which answers the same bytes (the model picker names the model)
+    expect(page.locator("#model-picker option")).to_have_count(1)
+    links = page.eval_on_selector_all("#grid li .permalink", "links => links.map(a => a.getAttribute('href'))")
+    assert len(links) == 8 and links[0].startswith(f"/v1/models/{page.input_value('#model-picker')}@")
+    face = httpx.get(base + links[0], headers={"X-API-Key": API_KEY})
+    assert (
+        face.headers["cache-control"].endswith("immutable") and base64.b64encode(face.content).decode() == shown[0][1]
+    )
 
 
 def _select(page: Page, *indices: int) -> None:

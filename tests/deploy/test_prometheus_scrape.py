@@ -32,6 +32,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(autouse=True)
 def _prometheus() -> None:
     require(shutil.which("prometheus") is not None, "needs prometheus (Debian package; .ci/run installs it)")
+
+
 QUERY = "dcgan_images_generated_total"
 IMAGE_COUNTS = (3, 5, 8)  # three requests, 16 images
 

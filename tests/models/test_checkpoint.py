@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import random
 import struct
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import torch
 from safetensors.torch import save_file
 
 from models import CheckpointError, Direction, Provenance, load_export, load_generator, read_export_info, save_generator
-from models.checkpoint import FORMAT_NAME, FORMAT_VERSION, content_sha256
+from models.checkpoint import FORMAT_NAME, FORMAT_VERSION, content_sha256, upgrade_export
 from tests.models.conftest import TINY, tiny_generator
 
 
@@ -28,7 +29,7 @@ def _rewrite(src: Path, dst: Path, tensors=None, meta=None) -> Path:
     """``src`` with other tensors or metadata; new tensors get a matching checksum (a well-formed file)."""
     t, m = _tensors_and_meta(src)
     if tensors is not None and meta is None:
-        m = {**m, "content_sha256": content_sha256(tensors)}
+        m = {**m, "content_sha256": content_sha256(tensors, m)}
     save_file(tensors if tensors is not None else t, str(dst), metadata=meta if meta is not None else m)
     return dst
 
@@ -59,7 +60,7 @@ def test_metadata_is_self_describing(export_path: Path) -> None:
         "code_version",
     }
     assert json.loads(meta["directions"]) == [] and meta["content_sha256"] == content_sha256(
-        _tensors_and_meta(export_path)[0]
+        _tensors_and_meta(export_path)[0], meta
     )
 
 
@@ -220,7 +221,7 @@ def test_a_bad_direction_is_refused_by_name(export_path: Path, tmp_path: Path, v
     tensors, meta = _tensors_and_meta(export_path)
     tensors["direction.bad"] = vector()
     meta["directions"] = json.dumps([{"name": "bad", "kind": "attribute", "separation": 0.9, "source": "test"}])
-    meta["content_sha256"] = content_sha256(tensors)
+    meta["content_sha256"] = content_sha256(tensors, meta)
     _refused(_rewrite(export_path, tmp_path / "bad.safetensors", tensors, meta), message)
 
 
@@ -238,7 +239,8 @@ def test_direction_metadata_and_tensors_must_agree(export_path: Path, tmp_path: 
         ),
     }
     for i, (message, (case, entries)) in enumerate(cases.items()):
-        m = {**meta, "directions": json.dumps(entries), "content_sha256": content_sha256(case)}
+        m = {**meta, "directions": json.dumps(entries)}
+        m["content_sha256"] = content_sha256(case, m)
         _refused(_rewrite(export_path, tmp_path / f"d{i}.safetensors", case, m), message)
     with pytest.raises(ValueError, match="direction 'x' is not a unit vector"):
         save_generator(
@@ -248,3 +250,59 @@ def test_direction_metadata_and_tensors_must_agree(export_path: Path, tmp_path: 
             [Direction("x", unit(0) * 3, "attribute", None, "")],
         )
     assert not (tmp_path / "never.safetensors").exists()
+
+
+def _flip_header_bits(src: Path, dst: Path, count: int, seed: int) -> list[int]:
+    """``count`` copies of ``src`` with one random bit flipped in its header (length prefix and JSON); the
+    indexes of those that still load."""
+    data = src.read_bytes()
+    header_end = 8 + struct.unpack("<Q", data[:8])[0]
+    rng = random.Random(seed)
+    loaded = []
+    for i in range(count):
+        bit = rng.randrange(header_end * 8)
+        mutated = bytearray(data)
+        mutated[bit // 8] ^= 1 << (bit % 8)
+        dst.write_bytes(bytes(mutated))
+        try:
+            load_export(dst)
+        except CheckpointError:
+            continue
+        loaded.append(i)
+    return loaded
+
+
+def test_every_header_bit_flip_is_refused(export_path: Path, tmp_path: Path) -> None:
+    """Version 3's checksum covers the metadata: 30 random header bit flips, 30 refusals (format 2 let
+    metadata flips through: direction descriptions and their edit-success figures changed silently)."""
+    assert _flip_header_bits(export_path, tmp_path / "flip.safetensors", 30, seed=21) == []
+
+
+def test_a_version_downgrade_cannot_skip_the_checksum(export_path: Path, tmp_path: Path) -> None:
+    _, meta = _tensors_and_meta(export_path)
+    _refused(_rewrite(export_path, tmp_path / "as-v2.safetensors", meta=meta | {"format_version": "2"}), "checksum")
+    _refused(_rewrite(export_path, tmp_path / "as-v1.safetensors", meta=meta | {"format_version": "1"}), "never had")
+
+
+def test_version_2_files_still_load(export_path: Path, tmp_path: Path) -> None:
+    tensors, meta = _tensors_and_meta(export_path)
+    v2 = meta | {"format_version": "2", "content_sha256": content_sha256(tensors)}  # tensors only
+    export = load_export(_rewrite(export_path, tmp_path / "v2.safetensors", meta=v2))
+    assert export.info.format_version == "2" and export.info.config == TINY
+    _refused(_rewrite(export_path, tmp_path / "v2-bad.safetensors", meta=v2 | {"content_sha256": "0" * 64}), "checksum")
+
+
+def test_upgrade_keeps_tensors_and_metadata_and_seals_both(export_path: Path, tmp_path: Path) -> None:
+    tensors, meta = _tensors_and_meta(export_path)
+    v2 = _rewrite(
+        export_path,
+        tmp_path / "v2.safetensors",
+        meta=meta | {"format_version": "2", "content_sha256": content_sha256(tensors)},
+    )
+    upgrade_export(v2, tmp_path / "v3.safetensors")
+    new_tensors, new_meta = _tensors_and_meta(tmp_path / "v3.safetensors")
+    assert new_meta == meta and new_tensors.keys() == tensors.keys()
+    assert all(torch.equal(new_tensors[k], tensors[k]) for k in tensors)
+    _refused(_rewrite(export_path, tmp_path / "v2-bad.safetensors", meta=meta | {"format_version": "2"}), "checksum")
+    with pytest.raises(CheckpointError):
+        upgrade_export(tmp_path / "v2-bad.safetensors", tmp_path / "never.safetensors")

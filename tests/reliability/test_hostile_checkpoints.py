@@ -53,7 +53,7 @@ def read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
 def write(dst: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Path:
     """A file with these tensors and metadata; its checksum matches them, so only the named problem is wrong."""
     if "content_sha256" in meta:
-        meta = {**meta, "content_sha256": content_sha256(tensors)}
+        meta = {**meta, "content_sha256": content_sha256(tensors, meta)}
     save_file(tensors, str(dst), metadata=meta)
     return dst
 
