@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: venv test lint serve train-demo demo-directions demo-quality train-demo-lfw bench-serve bench-train compose-smoke gpu-check clean
+.PHONY: venv test lint serve train-demo demo-rebuild demo-directions demo-quality train-demo-lfw bench-serve bench-train compose-smoke gpu-check clean
 
 PYTHON ?= python3
 CONSTRAINTS := -c deploy/constraints.txt -c deploy/constraints-dev.txt  # the tested versions (the image: the first)
@@ -53,7 +53,16 @@ train-demo: $(STAMP)
 		--image-size 64 --ngf 32 --ndf 32 --batch-size 128 --channels-last $(DEMO_AMP) \
 		--augment color,translation,cutout --steps 15000 --seed 1 \
 		--eval-every 1250 --snapshot-every 1250 --checkpoint-every 250 --out $(DEMO_RUN) --export $(DEMO)
-	$(MAKE) demo-directions CELEBA=$(CELEBA)
+	$(MAKE) demo-rebuild CELEBA=$(CELEBA)
+
+# Everything that depends on the demo, in one command (after `make train-demo`, or a new export copied
+# to $(DEMO)): its directions and encoder, the quality table, the inversion evaluation and every figure.
+# Look at each figure afterwards: docs/api/arithmetic.png's exemplar seeds were picked by eye
+# (scripts/docs_figures.py ARITHMETIC) and must be picked again for a new generator.
+demo-rebuild: demo-directions demo-quality
+	OMP_NUM_THREADS=1 $(PY) -m training.invert_eval --checkpoint $(DEMO) --celeba $(CELEBA) --images 100 --threads 1
+	$(PY) scripts/docs_figures.py
+	$(PY) scripts/playground_screenshot.py
 
 # The attribute classifier (trained on images 1-9,000, tested on 9,001-10,000) and the demo's
 # InterFaceGAN directions, written into the demo export; the edit-success table goes to docs/edits/.
