@@ -16,7 +16,7 @@ from app.gc_tuning import frozen_startup_heap
 from app.lean_app import LeanApp
 from app.lean_route import LeanConfig
 from app.metrics import HttpMetricsMiddleware, Metrics
-from app.routes import arithmetic, edit, generate, interpolate, latents, probes
+from app.routes import arithmetic, edit, generate, interpolate, invert, latents, probes
 from app.service import Service
 from app.settings import Settings
 
@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.lean = LeanConfig(max_body_bytes=settings.max_body_bytes, stock=settings.opentelemetry)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     errors.install(app, metrics)
-    for module in (generate, interpolate, arithmetic, edit, latents, probes):
+    for module in (generate, interpolate, arithmetic, edit, invert, latents, probes):
         app.router.routes.extend(module.router.routes)  # not include_router: it re-wraps every route per request
     docs.install(app)
     _static(app)

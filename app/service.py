@@ -24,6 +24,7 @@ from app.batcher import Batcher, Rows
 from app.engine import Engine, forward_workers, torch_threads
 from app.errors import DeadlineExceeded, NotRunning
 from app.forward_pool import ForwardPool
+from app.invert.inverter import Inverter
 from app.latent_rows import ArithmeticPlan
 from app.metrics import ARRIVED, Metrics
 from app.outputs import Animation, Figure, Grid, Output, Pngs, png_text
@@ -51,6 +52,7 @@ class Service:
         self._pool: ForwardPool | None = None
         self._batcher: Batcher | None = None
         self.failure: str | None = None  # what made the device unusable (state "failed")
+        self.inverter: Inverter | str = "the service is starting"  # the inverter, or why /invert is unavailable
 
     @property
     def accepting(self) -> bool:
@@ -94,6 +96,9 @@ class Service:
             self._pool.compute, policy, self.metrics, max_queued_rows=s.max_queued_images, concurrency=workers
         )
         self._batcher.start()
+        self.inverter = await asyncio.to_thread(Inverter.load, s, self.metrics, engine)  # str: why not (503)
+        if isinstance(self.inverter, str):
+            log.warning("POST /invert unavailable: %s", self.inverter)
         log.info(
             "loaded %s (%s) on %s; warm-up %.2f s; %d forward worker(s) of %d torch thread(s)",
             *(engine.info.model_id, engine.info.config, engine.device, seconds, workers, torch.get_num_threads()),
@@ -125,6 +130,8 @@ class Service:
             await self._batcher.stop()
         if self._pool is not None:
             await asyncio.to_thread(self._pool.close)  # waits for a forward still running
+        if isinstance(self.inverter, Inverter):
+            await asyncio.to_thread(self.inverter.close)  # waits for an inversion still running
 
     async def generate(
         self, seeds: list[int] | None, z: Rows, truncation: float | None, fmt: str, request: Request
