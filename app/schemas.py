@@ -273,7 +273,7 @@ class InvertFormOptions(_Body):
     """/invert's options when sent as form fields beside the photo (text, parsed as the query's would be)."""
 
     mode: InvertMode | None = None
-    steps: int | None = Field(default=None, ge=0, le=10_000)
+    steps: int | None = Field(default=None, ge=0, le=5000)
     align: bool | None = None
 
 

@@ -76,8 +76,8 @@ class Settings(BaseSettings):
     invert_max_pixels: int = Field(
         default=40_000_000, ge=4096, le=1 << 31, description="largest decoded photo (width x height); 422 above"
     )
-    invert_default_steps: int = Field(default=100, ge=0, le=10_000, description="`steps` of mode=faithful by default")
-    invert_max_steps: int = Field(default=300, ge=1, le=10_000, description="largest `steps` a request may ask")
+    invert_default_steps: int = Field(default=100, ge=1, le=5000, description="`steps` of mode=faithful by default")
+    invert_max_steps: int = Field(default=300, ge=1, le=5000, description="largest `steps` a request may ask")
 
     @field_validator("device")
     @classmethod

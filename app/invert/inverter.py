@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from inversion.encoder import load_encoder
+from inversion.encoder import default_path, load_encoder
 
 from app.encoding import png
 from app.engine import Engine, StartupError
@@ -43,14 +43,11 @@ from app.settings import Settings
 from inversion.photo import PhotoInversion, invert_photo
 
 log = logging.getLogger("app.invert")
-ENCODER_SUFFIX = ".encoder.safetensors"
 
 
 def encoder_path(settings: Settings) -> Path:
     """The configured encoder, else ``<export stem>.encoder.safetensors`` beside the export."""
-    if settings.invert_encoder is not None:
-        return settings.invert_encoder
-    return settings.checkpoint.with_name(settings.checkpoint.stem + ENCODER_SUFFIX)
+    return settings.invert_encoder if settings.invert_encoder is not None else default_path(settings.checkpoint)
 
 
 @dataclass(frozen=True)
@@ -93,12 +90,12 @@ class Inverter:
                 raise StartupError(f"{path}: no such encoder file (DCGAN_INVERT_ENCODER)")
             return f"this model has no encoder ({path.name} is not beside the export), so photos cannot be inverted"
         try:
-            encoder, _ = load_encoder(path, expect_generator=engine.info.sha256)
+            encoder, _ = load_encoder(path, expect_generator=engine.info, device=engine.device)
         except (ValueError, OSError, RuntimeError) as e:
             raise StartupError(f"{path}: cannot load the encoder: {e}") from None
         log.info("inversion: encoder %s; %d thread(s), queue %d", path.name, settings.invert_concurrency,
                  settings.invert_queue)  # fmt: skip
-        return cls(settings, metrics, engine, encoder.to(engine.device).eval())
+        return cls(settings, metrics, engine, encoder)
 
     @property
     def model_id(self) -> str:

@@ -25,7 +25,7 @@ _FORM: dict[str, Any] = {
                 "properties": {
                     IMAGE_FIELD: {"type": "string", "format": "binary", "description": "JPEG, PNG, WebP or still GIF"},
                     "mode": {"type": "string", "enum": ["fast", "faithful"]},
-                    "steps": {"type": "integer", "minimum": 0, "maximum": 10000},
+                    "steps": {"type": "integer", "minimum": 0, "maximum": 5000},
                     "align": {"type": "boolean"},
                 },
             }
@@ -48,7 +48,7 @@ async def invert(
         InvertMode | None, Query(description=f"fast: encoder only; faithful (default {DEFAULT_MODE}): refined")
     ] = None,
     steps: Annotated[
-        int | None, Query(ge=0, le=10_000, description="faithful's optimiser steps (default and max: settings)")
+        int | None, Query(ge=0, le=5000, description="faithful's optimiser steps (default and max: settings)")
     ] = None,
     align: Annotated[
         bool | None, Query(description="false: the photo is already an aligned square crop (default true)")
