@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("photos", nargs="+", type=Path, metavar="PHOTO", help="JPEG, PNG, WebP or still GIF files")
     p.add_argument("--out", type=Path, required=True, help="output folder (one sub-folder per photo)")
     p.add_argument("--checkpoint", type=Path, default=DEMO, help="generator export (.safetensors)")
-    p.add_argument("--encoder", type=Path, default=None, help="encoder file (default: <export stem>.encoder.safetensors)")
+    p.add_argument("--encoder", type=Path, help="encoder file (default: <export stem>.encoder.safetensors beside it)")
     p.add_argument("--mode", choices=("fast", "faithful"), default="faithful", help="fast: encoder only")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"faithful's optimiser steps (1..{MAX_STEPS})")
     p.add_argument("--no-align", action="store_true", help="photos are already aligned square crops")

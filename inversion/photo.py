@@ -12,12 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from inversion.refine import invert
-from photos.align import Aligned, align_face
-from photos.decode import read_upload
 
+from inversion.encoder import Encoder
+from inversion.refine import Mode, invert
 from models import Generator
 from models.sampling import render
+from photos.align import Aligned, align_face
+from photos.decode import read_upload
 
 LATENT_ABS_MAX = 100.0  # the service refuses latent components beyond this (app.schemas); inversions stay far below
 SEED = 0  # the perturbed starts' seed: the same photo and settings give the same latent
@@ -41,10 +42,10 @@ def crop_tensor(crop: np.ndarray) -> torch.Tensor:
 
 def invert_photo(
     generator: Generator,
-    encoder: torch.nn.Module,
+    encoder: Encoder,
     data: bytes,
     *,
-    mode: str,
+    mode: Mode,
     steps: int,
     align: bool = True,
     max_pixels: int = 40_000_000,

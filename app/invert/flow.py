@@ -16,8 +16,6 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from photos.align import NoFaceError
-from photos.decode import UploadError
 from pydantic import ValidationError
 
 from app.errors import DeadlineExceeded, GeneratorFailed, InversionUnavailable, QueueFull, invalid
@@ -26,8 +24,12 @@ from app.invert.upload import check_declared_length, read_upload_form
 from app.metrics import ARRIVED, Metrics
 from app.schemas import FaceOut, InvertFormOptions, InvertOut
 from app.settings import Settings
+from inversion.photo import PhotoInversion
+from inversion.refine import Mode
+from photos.align import NoFaceError
+from photos.decode import UploadError
 
-DEFAULT_MODE = "faithful"
+DEFAULT_MODE: Mode = "faithful"
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ def options(query: QueryOptions, fields: dict[str, str], settings: Settings) -> 
         if q is not None and f is not None:
             raise invalid(("body", name), f"{name} is given both in the query and as a form field: give it once")
         given[name] = (q if q is not None else f, ("query" if q is not None else "body", name))
-    mode = given["mode"][0] or DEFAULT_MODE
+    mode: Mode = given["mode"][0] or DEFAULT_MODE
     steps, steps_loc = given["steps"]
     if mode == "fast":
         if steps:
@@ -120,7 +122,9 @@ async def handle(inverter: Inverter | str, request: Request, query: QueryOptions
         metrics.inversion_done(mode, outcome, *((ran.seconds, ran.steps) if ran is not None else ()))
 
 
-def _answer(inverter: Inverter, opts: InvertOptions, r: Any, aligned: bytes, reconstruction: bytes) -> InvertOut:
+def _answer(
+    inverter: Inverter, opts: InvertOptions, r: PhotoInversion, aligned: bytes, reconstruction: bytes
+) -> InvertOut:
     a = r.aligned
     face = FaceOut(
         box=None if a.face_box is None else [int(v) for v in a.face_box],
@@ -129,7 +133,7 @@ def _answer(inverter: Inverter, opts: InvertOptions, r: Any, aligned: bytes, rec
         note=a.note,
     )
     return InvertOut(
-        model_id=inverter.model_id, mode=opts.mode, steps=r.steps, seconds=round(r.seconds, 4),  # type: ignore[arg-type]
+        model_id=inverter.model_id, mode=opts.mode, steps=r.steps, seconds=round(r.seconds, 4),
         latent=r.z.tolist(), psnr=round(r.psnr, 3), ssim=round(r.ssim, 4),
         aligned=base64.b64encode(aligned).decode(), reconstruction=base64.b64encode(reconstruction).decode(),
         align=opts.align, face=face,

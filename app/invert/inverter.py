@@ -31,16 +31,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from inversion.encoder import default_path, load_encoder
-
 from app.encoding import png
 from app.engine import Engine, StartupError
 from app.errors import DeadlineExceeded, QueueFull
 from app.metrics import Metrics
 from app.outputs import png_text
 from app.settings import Settings
+from inversion.encoder import Encoder, default_path, load_encoder
 from inversion.photo import PhotoInversion, invert_photo
+from inversion.refine import Mode
 
 log = logging.getLogger("app.invert")
 
@@ -52,7 +51,7 @@ def encoder_path(settings: Settings) -> Path:
 
 @dataclass(frozen=True)
 class InvertOptions:
-    mode: str  # fast | faithful
+    mode: Mode
     steps: int  # 0 for fast
     align: bool
 
@@ -69,7 +68,7 @@ class Inverted:
 class Inverter:
     """The encoder, a private copy of the generator, the inversion threads and the admission counters."""
 
-    def __init__(self, settings: Settings, metrics: Metrics, engine: Engine, encoder: torch.nn.Module) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, engine: Engine, encoder: Encoder) -> None:
         self.settings, self.metrics, self._engine = settings, metrics, engine
         self._generator = copy.deepcopy(engine.generator).eval().requires_grad_(False)
         self._encoder = encoder

@@ -55,6 +55,7 @@ class _Collector:
 
     def __init__(self) -> None:
         self.parts: list[_Part] = []
+        self.ended = False  # the closing boundary arrived
         self._header_name = bytearray()
         self._header_value = bytearray()
 
@@ -65,7 +66,11 @@ class _Collector:
             "on_header_value": lambda d, s, e: self._header_value.extend(d[s:e]),
             "on_header_end": self._header_end,
             "on_part_data": self._data,
+            "on_end": self._end,
         }
+
+    def _end(self) -> None:
+        self.ended = True
 
     def _begin(self) -> None:
         if len(self.parts) >= MAX_PARTS:
@@ -118,6 +123,8 @@ async def read_upload_form(request: Request, limit: int) -> Upload:
                 raise too_large(limit)
             parser.write(chunk)
         parser.finalize()
+        if not collector.ended:
+            raise HTTPException(400, "the multipart body was cut short (no closing boundary)")
     except MultipartParseError as e:
         raise HTTPException(400, f"the multipart body is malformed ({e})") from None
     except (HTTPException, RequestValidationError):  # ours: 413, 422

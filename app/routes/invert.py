@@ -38,7 +38,7 @@ _FORM: dict[str, Any] = {
     "/invert",
     openapi_extra={**SECURED, "requestBody": _FORM},
     response_model=InvertOut,
-    responses=INVERT_ERRORS,  # type: ignore[arg-type]
+    responses=INVERT_ERRORS,
     summary="Invert a photo: its latent, aligned crop and reconstruction",
 )
 async def invert(
