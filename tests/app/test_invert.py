@@ -21,26 +21,9 @@ import app.invert.inverter as inverter_module
 from app.settings import Settings
 from inversion.encoder import default_path
 from tests.app.conftest import TINY, Served, serve, wait_for
-from tests.conftest import celeba_photos, tiny_encoder, tiny_export
+from tests.conftest import celeba_photos
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="session")
-def invertible(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny export with a tiny random encoder beside it."""
-    export = tiny_export(tmp_path_factory.mktemp("invertible") / "tiny-faces-32.safetensors", TINY, steps=1)
-    tiny_encoder(export)
-    return export
-
-
-@pytest.fixture
-def invert_settings(invertible: Path) -> Callable[..., Settings]:
-    def make(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {"checkpoint": invertible, "device": "cpu", "max_batch_images": 64}
-        return Settings(**(values | overrides))
-
-    return make
 
 
 @pytest.fixture
@@ -95,7 +78,9 @@ async def test_latent_works_in_every_latent_route(inv: Served) -> None:
     # the reconstruction is the face /generate draws for the latent, pixel for pixel
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(gen.content)).convert("RGB"))[2:-2, 2:-2],
                           decode(out["reconstruction"]))  # fmt: skip
-    edit = await inv.http.post("/edit", json={"latent": z, "direction": "sefa-0", "strengths": [0, 1], "format": "json"})
+    edit = await inv.http.post(
+        "/edit", json={"latent": z, "direction": "sefa-0", "strengths": [0, 1], "format": "json"}
+    )
     assert edit.status_code == 200, edit.text
     assert np.array_equal(decode(edit.json()["frames"][0]["png"]), decode(out["reconstruction"]))
     interp = await inv.http.post("/interpolate", json={"latent_a": z, "latent_b": z, "steps": 2})
@@ -151,7 +136,7 @@ async def test_body_over_the_cap_is_413_announced_or_streamed(invert_settings: C
         assert announced.status_code == 413 and "4,096-byte cap" in announced.json()["detail"]
 
         async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it streams
-            yield b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a\"\r\n\r\n"
+            yield b'--b\r\nContent-Disposition: form-data; name="image"; filename="a"\r\n\r\n'
             for _ in range(10):
                 yield b"x" * 1000
 
