@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ from photos.align import NoFaceError
 from photos.decode import UploadError
 
 DEFAULT_MODE: Mode = "faithful"
+log = logging.getLogger("app.invert")
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ async def handle(inverter: Inverter | str, request: Request, query: QueryOptions
         outcome = "bad_request" if outcome == "failed" else outcome  # options, form, body (413, 415, 400)
         raise
     except Exception as e:
+        log.exception("an inversion failed")
         raise GeneratorFailed(f"the inversion failed (not caused by the upload): {type(e).__name__}") from e
     finally:
         metrics.inversion_done(mode, outcome, *((ran.seconds, ran.steps) if ran is not None else ()))
