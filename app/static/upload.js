@@ -27,7 +27,8 @@ function faceNote(r) {
   const f = r.face;
   if (!r.align) return "Taken as an aligned crop (not aligned).";
   const found = f.faces_found > 1 ? `${f.faces_found} faces found: the largest was used.` : "One face found.";
-  return [found, f.note].filter(Boolean).join(" ");
+  const note = f.note ? f.note[0].toUpperCase() + f.note.slice(1) + "." : "";
+  return [found, note].filter(Boolean).join(" ");
 }
 
 function card(entry) {
