@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 
 from app.engine import Engine, StartupError
+from app.invert.inverter import Inverter
 from app.main import create_app
 from app.settings import Settings
 
@@ -78,6 +79,7 @@ def main() -> int:
     try:
         # the lifespan loads it for real
         Engine.preflight(str(settings.checkpoint), settings.device, settings.precision)
+        Inverter.preflight(settings)  # an encoder file beside the export that does not fit it
     except StartupError as e:
         hint = "" if settings.checkpoint.exists() else " (set DCGAN_CHECKPOINT; `make train-demo` builds the demo one)"
         print(f"dcgan-serve: error: {e}{hint}", file=sys.stderr)

@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     invert_concurrency: int = Field(
         default=1, ge=1, le=16, description="inversions that run at once, each in its own thread (not a forward worker)"
     )
+    invert_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Linux nice of the inversion threads: generation's threads get the CPU first",
+    )
     invert_queue: int = Field(default=4, ge=0, le=1024, description="inversions waiting for a thread before 503")
     invert_timeout_s: float = Field(
         default=30.0, gt=0, le=600, description="deadline per inversion, from arrival (upload included); 504 past it"

@@ -11,6 +11,8 @@ workers' threads or the batcher's queue. Here:
   the request's arrival: 504 if it passes while the body is read or while queued (never computed), or
   while the inversion runs. A started inversion cannot be interrupted: its thread runs to the end and
   only then frees its slot, so the threads stay bounded whatever the clients do.
+- the inversion threads run at a lower priority (``invert_nice``, Linux): on a busy CPU the scheduler
+  serves the event loop and the forward workers first.
 - the generator is the service's own weights, copied: an inversion needs autograd through G, and its
   copy keeps that away from the module the forward workers render with.
 
@@ -24,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import os
+import threading
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +44,7 @@ from app.settings import Settings
 from inversion.encoder import Encoder, default_path, load_encoder
 from inversion.photo import PhotoInversion, invert_photo
 from inversion.refine import Mode
+from models import read_export_info
 
 log = logging.getLogger("app.invert")
 
@@ -47,6 +52,17 @@ log = logging.getLogger("app.invert")
 def encoder_path(settings: Settings) -> Path:
     """The configured encoder, else ``<export stem>.encoder.safetensors`` beside the export."""
     return settings.invert_encoder if settings.invert_encoder is not None else default_path(settings.checkpoint)
+
+
+def lower_priority(nice: int) -> None:
+    """Run the calling thread at ``nice`` (Linux: a thread id given to setpriority sets that thread alone, and
+    threads it starts, such as OpenMP's, inherit it), so that on a busy CPU the scheduler runs the forward
+    workers and the event loop first and inversions take what is left."""
+    if nice and hasattr(os, "setpriority"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        except OSError as e:  # not permitted here: inversions run at the process's priority
+            log.warning("inversion threads keep the process's priority: %s", e)
 
 
 @dataclass(frozen=True)
@@ -72,9 +88,22 @@ class Inverter:
         self.settings, self.metrics, self._engine = settings, metrics, engine
         self._generator = copy.deepcopy(engine.generator).eval().requires_grad_(False)
         self._encoder = encoder
-        self._threads = ThreadPoolExecutor(max_workers=settings.invert_concurrency, thread_name_prefix="inversion")
+        self._threads = ThreadPoolExecutor(
+            settings.invert_concurrency, "inversion", initializer=lower_priority, initargs=(settings.invert_nice,)
+        )
         self._slots = asyncio.Semaphore(settings.invert_concurrency)  # taken from running start to thread end
         self._admitted = 0
+
+    @staticmethod
+    def preflight(settings: Settings) -> None:
+        """Check the encoder file, if there is one to use, against the export; ``StartupError`` if it is bad."""
+        path = encoder_path(settings)
+        if not settings.invert_enabled or (settings.invert_encoder is None and not path.is_file()):
+            return
+        try:
+            load_encoder(path, expect_generator=read_export_info(settings.checkpoint))
+        except (ValueError, OSError, RuntimeError) as e:
+            raise StartupError(f"{path}: cannot load the encoder: {e}") from None
 
     @classmethod
     def load(cls, settings: Settings, metrics: Metrics, engine: Engine) -> Inverter | str:

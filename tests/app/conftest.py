@@ -49,7 +49,8 @@ def invertible(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def invert_settings(invertible: Path) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {"checkpoint": invertible, "device": "cpu", "max_batch_images": 64}
+        # nice 0: on a machine shared with other work a nice-10 inversion can wait many seconds for a core
+        values: dict[str, Any] = {"checkpoint": invertible, "device": "cpu", "max_batch_images": 64, "invert_nice": 0}
         return Settings(**(values | overrides))
 
     return make

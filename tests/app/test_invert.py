@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -18,10 +19,12 @@ import pytest
 from PIL import Image
 
 import app.invert.inverter as inverter_module
+from app.engine import StartupError
+from app.invert.inverter import Inverter
 from app.settings import Settings
 from inversion.encoder import default_path
 from tests.app.conftest import TINY, Served, serve, wait_for
-from tests.conftest import celeba_photos
+from tests.conftest import celeba_photos, tiny_export
 
 pytestmark = pytest.mark.anyio
 
@@ -168,10 +171,12 @@ class Hold:
     def __init__(self) -> None:
         self.release = threading.Event()
         self.started = 0
+        self.nice: list[int] = []
 
     def wrap(self, original: Callable[..., Any]) -> Callable[..., Any]:
         def held(*args: Any, **kwargs: Any) -> Any:
             self.started += 1
+            self.nice.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
             assert self.release.wait(30), "the test never released the inversion"
             return original(*args, **kwargs)
 
@@ -189,7 +194,7 @@ def hold(monkeypatch: pytest.MonkeyPatch) -> Iterator[Hold]:
 async def test_queue_full_is_503_with_retry_after_and_generation_goes_on(
     invert_settings: Callable[..., Settings], hold: Hold
 ) -> None:
-    async with serve(invert_settings(invert_concurrency=1, invert_queue=1)) as s:
+    async with serve(invert_settings(invert_concurrency=1, invert_queue=1, invert_nice=10)) as s:
         running = asyncio.create_task(post(s, photo(), query={"align": "false", "mode": "fast"}))
         await wait_for(lambda: hold.started == 1)
         queued = asyncio.create_task(post(s, photo(), query={"align": "false", "mode": "fast"}))
@@ -203,6 +208,7 @@ async def test_queue_full_is_503_with_retry_after_and_generation_goes_on(
         assert (await running).status_code == (await queued).status_code == 200
         assert s.metric("dcgan_inversions_total", mode="fast", outcome="ok") == 2
         assert s.metric("dcgan_inversions_total", mode="fast", outcome="queue_full") == 1
+        assert hold.nice == [10, 10]  # DCGAN_INVERT_NICE: generation's threads get the CPU first
 
 
 async def test_deadline_is_504_queued_or_running(invert_settings: Callable[..., Settings], hold: Hold) -> None:
@@ -252,3 +258,13 @@ async def test_no_face_is_422_saying_so(inv: Served) -> None:
     detail = r.json()["detail"][0]
     assert detail["loc"] == ["body", "image"] and detail["type"] == "no_face" and "face" in detail["msg"]
     assert inv.metric("dcgan_inversions_total", mode="fast", outcome="no_face") == 1
+
+
+def test_a_bad_encoder_file_stops_the_start(tmp_path: Path, invertible: Path) -> None:
+    """An encoder beside the export that is not its own: a startup error naming the file, before serving."""
+    other = tiny_export(tmp_path / "other.safetensors", TINY, steps=2)  # other weights: another sha256
+    default_path(other).write_bytes(default_path(invertible).read_bytes())
+    with pytest.raises(StartupError, match=r"other\.encoder\.safetensors"):
+        Inverter.preflight(Settings(checkpoint=other, device="cpu"))
+    Inverter.preflight(Settings(checkpoint=invertible, device="cpu"))  # its own encoder passes
+    Inverter.preflight(Settings(checkpoint=other, device="cpu", invert_enabled=False))  # turned off: not read

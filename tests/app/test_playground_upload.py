@@ -20,12 +20,13 @@ from PIL import Image
 from playwright.sync_api import Page, expect
 
 from models.config import DCGANConfig
-from tests.app.test_playground import ARTIFACTS, PageWatch, _wait_images, browser, page  # noqa: F401 (fixtures)
-from tests.app.test_playground import _chromium as _chromium  # noqa: F401  (autouse: skip without Chromium)
+from tests.app import test_playground as playground
+from tests.app.test_playground import ARTIFACTS, PageWatch, _wait_images
 from tests.conftest import celeba_photos, tiny_encoder, tiny_export
 from tests.live_server import start_server
 
 IMAGE_SIZE = 32
+_chromium, browser, page = playground._chromium, playground.browser, playground.page  # the same fixtures
 PHOTOS = ["009500.jpg", "009600.jpg"]  # held out: neither G nor E (nor the template) saw them
 
 
@@ -40,7 +41,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("playground-upload")
     export = tiny_export(tmp / "tiny.safetensors", DCGANConfig(image_size=IMAGE_SIZE, ngf=8), dataset="fixture")
     tiny_encoder(export)
-    app = start_server(export, tmp / "server.log", invert_default_steps="4", torch_threads="1")
+    app = start_server(export, tmp / "server.log", invert_default_steps="4", torch_threads="1", invert_nice="0")
     try:
         app.wait_ready()
         yield app.base
@@ -54,10 +55,10 @@ def _data_png(src: str) -> Image.Image:
     return Image.open(io.BytesIO(base64.b64decode(src[len(prefix) :])))
 
 
-def _drop(page: Page, path: Path, selector: str) -> None:
+def _drop(tab: Page, path: Path, selector: str) -> None:
     """Drag-and-drop a file onto ``selector`` as a user would (a DataTransfer holding a File)."""
     payload = base64.b64encode(path.read_bytes()).decode()
-    page.evaluate(
+    tab.evaluate(
         """([sel, name, b64]) => {
              const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
              const dt = new DataTransfer();
@@ -71,7 +72,12 @@ def _drop(page: Page, path: Path, selector: str) -> None:
     )
 
 
-def test_upload_edit_interpolate_and_no_face(server: str, page: Page, photos: dict[str, Path], tmp_path: Path) -> None:
+def test_upload_edit_interpolate_and_no_face(
+    server: str,
+    page: Page,
+    photos: dict[str, Path],
+    tmp_path: Path,
+) -> None:
     watch = PageWatch(page, server)
     page.goto(server + "/")
     expect(page.locator("#edit-sliders input").first).to_be_attached()

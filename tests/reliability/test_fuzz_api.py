@@ -55,7 +55,7 @@ def api_schema(invertible: Path) -> Any:
     settings = Settings(
         checkpoint=invertible, device="cpu", max_batch_images=64, max_images_per_request=16,
         max_interpolation_steps=16, max_queued_images=256, max_wait_ms=0, invert_default_steps=2,
-        invert_max_steps=4, invert_max_upload_bytes=64 * 1024,
+        invert_max_steps=4, invert_max_upload_bytes=64 * 1024, invert_nice=0,
     )  # fmt: skip
     return schemathesis.openapi.from_asgi("/openapi.json", create_app(settings))
 

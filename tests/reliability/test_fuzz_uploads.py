@@ -33,7 +33,7 @@ def client(invertible: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     log = tmp_path_factory.mktemp("fuzz-uploads") / "server.log"
     server = start_server(
         invertible, log, invert_max_upload_bytes=str(512 * 1024), invert_max_pixels=str(MAX_PIXELS),
-        torch_threads="1",
+        torch_threads="1", invert_nice="0",
     )  # fmt: skip
     try:
         server.wait_ready()
