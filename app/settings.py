@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from inversion.refine import DEFAULT_STEPS, MAX_STEPS
+
 # <repo>/checkpoints/... from a checkout and from the Docker image (both install the package in place).
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "demo-faces-64.safetensors"
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
@@ -82,8 +84,10 @@ class Settings(BaseSettings):
     invert_max_pixels: int = Field(
         default=40_000_000, ge=4096, le=1 << 31, description="largest decoded photo (width x height); 422 above"
     )
-    invert_default_steps: int = Field(default=100, ge=1, le=5000, description="`steps` of mode=faithful by default")
-    invert_max_steps: int = Field(default=300, ge=1, le=5000, description="largest `steps` a request may ask")
+    invert_default_steps: int = Field(
+        default=DEFAULT_STEPS, ge=1, le=MAX_STEPS, description="`steps` of mode=faithful by default"
+    )
+    invert_max_steps: int = Field(default=500, ge=1, le=MAX_STEPS, description="largest `steps` a request may ask")
 
     @field_validator("device")
     @classmethod

@@ -2,8 +2,8 @@
 
 Starts `python -m app` with the checkpoint (its encoder beside it), uploads the first photo with the file
 picker and the second by drag-and-drop, edits the first (Smiling +2), interpolates between them, and
-writes the "Your face" and "Edit" sections as one PNG (the two sections between them hidden) (docs/inversion/playground.png). Needs
-/usr/bin/chromium; downloads nothing.
+writes the "Your face" and "Edit" sections as one PNG (the two sections between them hidden), by default
+docs/inversion/playground.png. Needs /usr/bin/chromium; downloads nothing.
 """
 
 from __future__ import annotations
