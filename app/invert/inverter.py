@@ -13,8 +13,10 @@ workers' threads or the batcher's queue. Here:
   only then frees its slot, so the threads stay bounded whatever the clients do.
 - the inversion threads run at a lower priority (``invert_nice``, Linux): on a busy CPU the scheduler
   serves the event loop and the forward workers first.
-- the generator is the service's own weights, copied: an inversion needs autograd through G, and its
-  copy keeps that away from the module the forward workers render with.
+- the generator is the export loaded again, in fp32: an inversion needs autograd through G, and its own
+  copy keeps that away from the module the forward workers render with (a bf16 one with
+  DCGAN_PRECISION=bf16; the encoder was fitted to the fp32 generator, so inversion always runs in fp32
+  and its reconstruction is the fp32 face).
 
 Without an encoder file (``<export stem>.encoder.safetensors`` beside the export, or
 ``DCGAN_INVERT_ENCODER``) /invert answers 503 saying so and nothing else changes (/readyz included). An
@@ -24,7 +26,6 @@ encoder file that is there but invalid (not for this generator, corrupt) is a st
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import os
 import threading
@@ -44,7 +45,7 @@ from app.settings import Settings
 from inversion.encoder import Encoder, default_path, load_encoder
 from inversion.photo import PhotoInversion, invert_photo
 from inversion.refine import Mode
-from models import read_export_info
+from models import Generator, load_generator, read_export_info
 
 log = logging.getLogger("app.invert")
 
@@ -84,9 +85,11 @@ class Inverted:
 class Inverter:
     """The encoder, a private copy of the generator, the inversion threads and the admission counters."""
 
-    def __init__(self, settings: Settings, metrics: Metrics, engine: Engine, encoder: Encoder) -> None:
+    def __init__(
+        self, settings: Settings, metrics: Metrics, engine: Engine, generator: Generator, encoder: Encoder
+    ) -> None:
         self.settings, self.metrics, self._engine = settings, metrics, engine
-        self._generator = copy.deepcopy(engine.generator).eval().requires_grad_(False)
+        self._generator = generator.eval().requires_grad_(False)
         self._encoder = encoder
         self._threads = ThreadPoolExecutor(
             settings.invert_concurrency, "inversion", initializer=lower_priority, initargs=(settings.invert_nice,)
@@ -123,7 +126,10 @@ class Inverter:
             raise StartupError(f"{path}: cannot load the encoder: {e}") from None
         log.info("inversion: encoder %s; %d thread(s), queue %d", path.name, settings.invert_concurrency,
                  settings.invert_queue)  # fmt: skip
-        return cls(settings, metrics, engine, encoder)
+        # fp32 weights of its own, even when the forward workers serve a bf16 copy (DCGAN_PRECISION): the encoder
+        # was fitted to the fp32 generator, and autograd through G stays away from the workers' module
+        generator, _ = load_generator(str(settings.checkpoint), engine.device)
+        return cls(settings, metrics, engine, generator, encoder)
 
     @property
     def model_id(self) -> str:

@@ -23,6 +23,7 @@ from app.engine import StartupError
 from app.invert.inverter import Inverter
 from app.settings import Settings
 from inversion.encoder import default_path
+from models import precision
 from tests.app.conftest import TINY, Served, serve, wait_for
 from tests.conftest import celeba_photos, tiny_export
 
@@ -268,3 +269,18 @@ def test_a_bad_encoder_file_stops_the_start(tmp_path: Path, invertible: Path) ->
         Inverter.preflight(Settings(checkpoint=other, device="cpu"))
     Inverter.preflight(Settings(checkpoint=invertible, device="cpu"))  # its own encoder passes
     Inverter.preflight(Settings(checkpoint=other, device="cpu", invert_enabled=False))  # turned off: not read
+
+
+@pytest.mark.skipif(
+    not precision.cpu_bf16_support(),
+    reason="this CPU has neither AVX-512 BF16 nor AMX: DCGAN_PRECISION=bf16 is refused",
+)
+async def test_inversion_runs_in_fp32_when_generation_serves_bf16(invert_settings: Callable[..., Settings]) -> None:
+    async with serve(invert_settings(precision="bf16", invert_default_steps=2)) as s:
+        r = await post(s, photo(seed=5), query={"align": "false"})
+        assert r.status_code == 200, r.text
+        out = r.json()
+        assert out["model_id"].endswith("-bf16")
+        gen = await s.http.post("/generate", json={"latents": [out["latent"]]})  # drawn in bf16: a few levels off
+        drawn = np.asarray(Image.open(io.BytesIO(gen.content)).convert("RGB"))[2:-2, 2:-2].astype(int)
+        assert np.abs(drawn - decode(out["reconstruction"]).astype(int)).max() <= 16
