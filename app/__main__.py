@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 
 from app.engine import Engine, StartupError
+from app.invert.inverter import Inverter
 from app.main import create_app
 from app.registry import manifest
 from app.settings import Settings
@@ -77,11 +78,12 @@ def main() -> int:
         return 2
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
-        entries = manifest.resolve(
+        served = manifest.resolve(
             settings.checkpoint, settings.models_manifest, settings.models_dir, settings.default_model
-        ).entries.values()
-        for entry in entries:  # the lifespan loads them for real
+        )
+        for entry in served.entries.values():  # the lifespan loads them for real
             Engine.preflight(str(entry.path), settings.device, settings.precision)
+        Inverter.preflight(settings, served.entries[served.default].path)  # an encoder that does not fit it
     except (StartupError, manifest.ManifestError) as e:
         alone = settings.models_manifest is None and settings.models_dir is None
         missing = alone and not settings.checkpoint.exists()

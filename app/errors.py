@@ -48,6 +48,10 @@ class GeneratorFailed(RuntimeError):
     """The forward of the batch this request was in failed (answer 500; the input did not cause it)."""
 
 
+class InversionUnavailable(RuntimeError):
+    """/invert is not served by this process (no encoder for the model, or turned off): 503, no Retry-After."""
+
+
 def invalid(loc: tuple[str | int, ...], msg: str) -> RequestValidationError:
     """A 422 in FastAPI's shape for limits pydantic cannot know statically (n vs settings, latent length)."""
     return RequestValidationError([{"type": "value_error", "loc": loc, "msg": msg}])
@@ -72,6 +76,25 @@ GENERATION_ERRORS: dict[int | str, dict[str, Any]] = {
     500: _doc("the generator failed for the batch this request was in (not caused by the input)"),
     503: _doc("not ready, shutting down, device lost, queue full, or out of device memory (see Retry-After)"),
     504: _doc("the request's deadline (DCGAN_REQUEST_TIMEOUT_S) passed before it was computed"),
+}
+
+
+# OpenAPI ``responses=`` for POST /invert.
+INVERT_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _doc("the multipart body is malformed or was cut short"),
+    401: GENERATION_ERRORS[401],
+    413: _doc("the body is over DCGAN_INVERT_MAX_UPLOAD_BYTES (by Content-Length or as it streams)"),
+    415: _doc("the body is not multipart/form-data"),
+    422: _doc(
+        "a bad option or form field, or a photo that cannot be used: `loc` is [body, image] and `type` names the"
+        " problem (empty, not_an_image, truncated, too_many_pixels, animated, unsupported_mode, no_face)"
+    ),
+    500: _doc("the inversion itself failed (not caused by the upload)"),
+    503: _doc(
+        "not ready; the inversion queue is full (with Retry-After); or this model has no encoder / inversion is"
+        " turned off (no Retry-After: the message says which)"
+    ),
+    504: _doc("the inversion deadline (DCGAN_INVERT_TIMEOUT_S, from arrival, upload included) passed"),
 }
 
 
@@ -111,4 +134,9 @@ def install(app: FastAPI, metrics: Metrics) -> None:
     app.add_exception_handler(BatchOutOfMemory, out_of_memory)
     app.add_exception_handler(DeadlineExceeded, deadline)
     app.add_exception_handler(ClientGone, client_gone)
+
+    async def inversion_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        return _error(503, str(exc))  # no Retry-After: retrying will not help
+
     app.add_exception_handler(GeneratorFailed, generator_failed)
+    app.add_exception_handler(InversionUnavailable, inversion_unavailable)

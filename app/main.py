@@ -19,7 +19,7 @@ from app.lean_route import LeanConfig, fastapi_unknown
 from app.metrics import HttpMetricsMiddleware, Metrics
 from app.registry import admin, faces, sighup
 from app.registry import routes as registry_routes
-from app.routes import arithmetic, edit, generate, interpolate, latents, probes
+from app.routes import arithmetic, edit, generate, interpolate, invert, latents, probes
 from app.service import Service
 from app.settings import Settings
 
@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     errors.install(app, metrics)
     registry_routes.install(app)
-    for module in (generate, interpolate, arithmetic, edit, latents, probes, registry_routes, admin, faces):
+    for module in (generate, interpolate, arithmetic, edit, invert, latents, probes, registry_routes, admin, faces):
         app.router.routes.extend(module.router.routes)  # not include_router: it re-wraps every route per request
     docs.install(app)
     _static(app)

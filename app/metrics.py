@@ -20,6 +20,12 @@ _FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 REJECTION_REASONS = ("queue_full", "deadline", "disconnected", "invalid", "out_of_memory")
 SWAP_OUTCOMES = ("ok", "refused")
 MODEL = "dcgan_model"  # request.state key: the registry name a generation request resolved (the `model` label)
+_INVERSION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+_STEP_BUCKETS = (0, 10, 25, 50, 100, 200, 300, 500, 1000, 2000, 5000, 10000)
+INVERSION_MODES = ("fast", "faithful")
+# ok; the upload or its options were refused (413/415/400/422); no face found (422); queue full (503);
+# deadline (504); no encoder or turned off (503); the inversion itself failed (500)
+INVERSION_OUTCOMES = ("ok", "bad_request", "bad_upload", "no_face", "queue_full", "deadline", "unavailable", "failed")
 
 
 class QueueDepth:
@@ -115,6 +121,33 @@ class Metrics:
         Gauge(
             "dcgan_http_requests_in_flight", "HTTP requests being handled now (the autoscaling signal)", registry=r
         ).set_function(lambda: self.in_flight)
+        self.inversions = Counter(
+            "dcgan_inversions", "POST /invert requests by mode and outcome", ["mode", "outcome"], registry=r
+        )
+        self.inversion_seconds = Histogram(
+            "dcgan_inversion_duration_seconds",
+            "Wall time of one inversion in its thread (decode, align, invert, encode), by mode",
+            ["mode"],
+            buckets=_INVERSION_BUCKETS,
+            registry=r,
+        )
+        self.inversion_steps = Histogram(
+            "dcgan_inversion_steps",
+            "Optimiser steps of one inversion (0 for mode=fast)",
+            buckets=_STEP_BUCKETS,
+            registry=r,
+        )
+        self.inversions_waiting = 0  # admitted /invert requests not yet running (the bounded queue)
+        self.inversions_running = 0
+        Gauge(
+            "dcgan_inversion_queue_depth", "Admitted /invert requests waiting for an inversion thread", registry=r
+        ).set_function(lambda: self.inversions_waiting)
+        Gauge("dcgan_inversions_running", "Inversions running now", registry=r).set_function(
+            lambda: self.inversions_running
+        )
+        for mode in INVERSION_MODES:  # every series from the start, so dashboards see zeros
+            for outcome in INVERSION_OUTCOMES:
+                self.inversions.labels(mode, outcome)
 
     def describe_model(self, name: str, info: ExportInfo, device: object, dtype: object, default: str) -> None:
         """``dcgan_model_info``: a loaded export, its size, device and dtype, as labels of a constant 1."""
@@ -146,6 +179,15 @@ class Metrics:
             self.queue_wait.observe(wait)
         self.batch_images.observe(rows)
         self.batch_requests.observe(len(waits_s))
+
+    def inversion_done(self, mode: str, outcome: str, seconds: float | None = None, steps: int | None = None) -> None:
+        """One /invert request ended with ``outcome`` (INVERSION_OUTCOMES; mode "unknown" when refused before
+        its mode was read); an inversion that ran gives its thread's ``seconds`` and ``steps``."""
+        self.inversions.labels(mode if mode in INVERSION_MODES else "unknown", outcome).inc()
+        if seconds is not None:
+            self.inversion_seconds.labels(mode).observe(seconds)
+        if steps is not None:
+            self.inversion_steps.observe(steps)
 
     def forward_done(self, rows: int, seconds: float, model: str = "") -> None:
         self.forward_seconds.observe(seconds)

@@ -264,3 +264,35 @@ class ModelOut(BaseModel):
 
 class ErrorOut(BaseModel):
     detail: str | list[dict[str, object]]
+
+
+InvertMode = Literal["fast", "faithful"]
+
+
+class InvertFormOptions(_Body):
+    """/invert's options when sent as form fields beside the photo (text, parsed as the query's would be)."""
+
+    mode: InvertMode | None = None
+    steps: int | None = Field(default=None, ge=0, le=5000)
+    align: bool | None = None
+
+
+class FaceOut(BaseModel):
+    box: list[int] | None = Field(description="[x, y, w, h] of the face in the photo (EXIF-rotated); null: none")
+    eyes: list[list[float]] | None = Field(description="[[x, y], [x, y]] eye centres in the photo; null: not found")
+    faces_found: int = Field(description="faces detected; with several, the largest was used (see note)")
+    note: str = Field(description="what alignment did, in words (e.g. 'largest of 3 faces')")
+
+
+class InvertOut(BaseModel):
+    model_id: str
+    mode: InvertMode
+    steps: int = Field(description="optimiser steps run (0 for mode=fast: the encoder alone)")
+    seconds: float = Field(description="wall time of the inversion (decode, align, invert, encode)")
+    latent: list[float] = Field(description="nz floats; post them as `latents`/`latent` to the other routes")
+    psnr: float = Field(description="dB, reconstruction vs the aligned crop")
+    ssim: float = Field(description="single-scale SSIM, reconstruction vs the aligned crop")
+    aligned: str = Field(description="base64 PNG: the aligned crop the latent was fitted to (model size)")
+    reconstruction: str = Field(description="base64 PNG: the generator's face for `latent` (as /generate draws it)")
+    align: bool = Field(description="whether the photo was aligned (false: taken as an aligned crop)")
+    face: FaceOut

@@ -25,6 +25,7 @@ from app.batcher import Batcher, Rows
 from app.engine import Engine, StartupError, forward_workers, resolve_device, torch_threads
 from app.errors import DeadlineExceeded, NotRunning
 from app.forward_pool import ForwardPool
+from app.invert.inverter import Inverter
 from app.latent_rows import ArithmeticPlan
 from app.metrics import ARRIVED, MODEL, Metrics
 from app.outputs import Animation, Figure, Grid, Output, Pngs, png_text
@@ -56,6 +57,7 @@ class Service:
         self._workers = 1
         self._slots = asyncio.Semaphore(1)  # the forward workers, shared by every model's batcher (start() sizes it)
         self.failure: str | None = None  # what made the device unusable (state "failed")
+        self.inverter: Inverter | str = "the service is starting"  # the inverter, or why /invert is unavailable
 
     @property
     def accepting(self) -> bool:
@@ -140,6 +142,10 @@ class Service:
         )  # fmt: skip
         start = time.perf_counter()
         await self._registry.start({})  # loads every model, warms each on every worker, before ready
+        default = self._registry.resolve(None).engine  # /invert inverts into the default model's latent space
+        self.inverter = await asyncio.to_thread(Inverter.load, s, self.metrics, default)  # str: why not (503)
+        if isinstance(self.inverter, str):
+            log.warning("POST /invert unavailable: %s", self.inverter)
         log.info(
             "loaded %s on %s (default %r); warm-up %.2f s; %d forward worker(s) of %d torch thread(s)",
             ", ".join(f"{m.name}={m.info.model_id}" for m in self._registry.models.values()),
@@ -176,6 +182,8 @@ class Service:
             await self._registry.stop()
         if self._pool is not None:
             await asyncio.to_thread(self._pool.close)  # waits for a forward still running
+        if isinstance(self.inverter, Inverter):
+            await asyncio.to_thread(self.inverter.close)  # waits for an inversion still running
 
     async def generate(
         self, model: ServedModel, seeds: list[int] | None, z: Rows, truncation: float | None, fmt: str, request: Request

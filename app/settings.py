@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from inversion.refine import DEFAULT_STEPS, MAX_STEPS
+
 # <repo>/checkpoints/... from a checkout and from the Docker image (both install the package in place).
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "demo-faces-64.safetensors"
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
@@ -69,6 +71,34 @@ class Settings(BaseSettings):
         default=False, description="FastAPI's native OpenTelemetry, used when a provider is configured"
     )
     log_level: str = Field(default="info", pattern=r"^(critical|error|warning|info|debug)$", description="log level")
+    # POST /invert (a photo in, its latent out): its own threads, queue and deadline, apart from generation's
+    invert_enabled: bool = Field(default=True, description="serve POST /invert when the export has an encoder")
+    invert_encoder: Path | None = Field(
+        default=None, description="encoder file (None: `<export stem>.encoder.safetensors` beside the export)"
+    )
+    invert_concurrency: int = Field(
+        default=1, ge=1, le=16, description="inversions that run at once, each in its own thread (not a forward worker)"
+    )
+    invert_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Linux nice of the inversion threads: generation's threads get the CPU first",
+    )
+    invert_queue: int = Field(default=4, ge=0, le=1024, description="inversions waiting for a thread before 503")
+    invert_timeout_s: float = Field(
+        default=30.0, gt=0, le=600, description="deadline per inversion, from arrival (upload included); 504 past it"
+    )
+    invert_max_upload_bytes: int = Field(
+        default=8 << 20, ge=1024, le=1 << 30, description="largest /invert body (multipart, photo included); 413 above"
+    )
+    invert_max_pixels: int = Field(
+        default=40_000_000, ge=4096, le=1 << 31, description="largest decoded photo (width x height); 422 above"
+    )
+    invert_default_steps: int = Field(
+        default=DEFAULT_STEPS, ge=1, le=MAX_STEPS, description="`steps` of mode=faithful by default"
+    )
+    invert_max_steps: int = Field(default=500, ge=1, le=MAX_STEPS, description="largest `steps` a request may ask")
 
     @field_validator("device")
     @classmethod
@@ -97,4 +127,9 @@ class Settings(BaseSettings):
                     f"{name} ({getattr(self, name)}) must be >= the largest request "
                     f"({largest} = max(max_images_per_request, max_interpolation_steps))"
                 )
+        if self.invert_default_steps > self.invert_max_steps:
+            raise ValueError(
+                f"invert_default_steps ({self.invert_default_steps}) must be <= invert_max_steps "
+                f"({self.invert_max_steps})"
+            )
         return self

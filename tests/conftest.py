@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from models import DCGANConfig, Direction, Generator, Provenance, init_weights, save_generator
+from inversion.encoder import Encoder, EncoderConfig, default_path, save_encoder
+from models import DCGANConfig, Direction, Generator, Provenance, init_weights, read_export_info, save_generator
 
 REPO = Path(__file__).resolve().parent.parent
 CELEBA_10K = REPO.parent / "shared" / "data" / "celeba-10k"  # 10,000 aligned CelebA images + attributes
@@ -40,6 +41,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+def tiny_encoder(export: Path, width: int = 8) -> Path:
+    """A random-init encoder (seed 0) for ``export``, written where the service looks: beside it."""
+    info = read_export_info(export)
+    torch.manual_seed(0)
+    encoder = Encoder(EncoderConfig.for_generator(info.config, width=width)).eval()
+    path = default_path(export)
+    save_encoder(encoder, path, info, {"data": "none: random init for tests"})
+    return path
+
+
+def celeba_photos(names: Sequence[str], out: Path) -> dict[str, Path]:
+    """The named files of ../shared's CelebA subset (e.g. the held-out 009500.jpg), copied into ``out``."""
+    tar = CELEBA_10K / "img_align_celeba.tar"
+    require(tar.is_file(), f"needs the CelebA subset at {CELEBA_10K} (absent in a user's clone)")
+    found: dict[str, Path] = {}
+    with tarfile.open(tar) as archive:
+        for member in archive:
+            name = member.name.rsplit("/", 1)[-1]
+            if name in names and member.isfile():
+                data = archive.extractfile(member)
+                assert data is not None
+                found[name] = out / name
+                found[name].write_bytes(data.read())
+                if len(found) == len(names):
+                    break
+    assert set(found) == set(names), f"not in {tar}: {set(names) - set(found)}"
+    return found
 
 
 def on_ci() -> bool:

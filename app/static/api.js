@@ -10,6 +10,7 @@ const FIELD_LABELS = {
   seed_a: "Seed A", seed_b: "Seed B", steps: "Steps", method: "Path",
   terms: "Terms", seeds: "Exemplar seeds", weight: "Sign", name: "Name", neighbours: "Neighbours",
   direction: "Direction", strengths: "Strength", keep: "Kept directions",
+  image: "Photo", mode: "Mode", align: "Align",
 };
 
 /** An error whose message is meant for the user as it stands. */
@@ -53,9 +54,22 @@ export async function api(method, path, { query = {}, body } = {}) {
   const headers = { Accept: "application/json, image/*" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (apiKey) headers["X-API-Key"] = apiKey;
+  return send(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+}
+
+/** POST a multipart form (a photo) to ``path``; like ``api``, resolves to a 2xx Response or throws ApiError. */
+export async function upload(path, form, query = {}) {
+  const url = new URL(path, window.location.origin);
+  for (const [k, v] of Object.entries(query)) url.searchParams.set(k, String(v));
+  const headers = { Accept: "application/json" };  // the browser sets the multipart Content-Type and boundary
+  if (apiKey) headers["X-API-Key"] = apiKey;
+  return send(url, { method: "POST", headers, body: form });
+}
+
+async function send(url, init) {
   let res;
   try {
-    res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    res = await fetch(url, init);
   } catch {
     throw new ApiError("Could not reach the server. Is it still running?");
   }
@@ -74,16 +88,21 @@ async function describeError(res) {
         ? "The server did not accept this API key. Check it under “API key” and try again."
         : "This server needs an API key. Enter it under “API key” at the top and try again.";
     case 413:
-      return "The request is too large for this server. Ask for fewer images or fewer exemplars.";
+      return typeof detail === "string" && detail.startsWith("the upload")
+        ? `The photo is too large for this server: ${detail}.`
+        : "The request is too large for this server. Ask for fewer images or fewer exemplars.";
     case 422:
-      return "The server could not use these settings:\n" + describeValidation(detail);
+      return (isPhoto(detail) ? "The server could not use this photo:\n" : "The server could not use these settings:\n") +
+        describeValidation(detail);
     case 503: {
       const wait = res.headers.get("Retry-After");
+      if (!wait && typeof detail === "string" && detail) return `The server cannot do this: ${detail}.`;
       return "The server is busy or still loading its model" +
         (wait ? `; try again in ${wait} s.` : "; try again in a moment.") + plain(detail);
     }
     case 504:
-      return "The server ran out of time for this request (it was too busy). Try again, or ask for fewer images.";
+      return "The server ran out of time for this request (it was too busy). Try again, or ask for fewer images." +
+        plain(detail);
     default:
       return `The server answered with an error (HTTP ${res.status}).` + plain(detail);
   }
@@ -91,6 +110,10 @@ async function describeError(res) {
 
 function plain(detail) {
   return typeof detail === "string" && detail ? ` (${detail})` : "";
+}
+
+function isPhoto(detail) {
+  return Array.isArray(detail) && detail.length > 0 && detail.every((d) => (d.loc || []).includes("image"));
 }
 
 /** FastAPI's detail list -> one line per problem, naming the field (and the term, for arithmetic). */

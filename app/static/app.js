@@ -1,10 +1,11 @@
 // DCGAN faces playground: talks to the public API only (the same endpoints curl users call).
 // Sections: model info and API key, Generate (grid + selection), Interpolate; Arithmetic is in arithmetic.js,
-// Edit (a slider per direction) in edit.js.
+// Edit (a slider per direction) in edit.js, Your face (a photo -> POST /invert) in upload.js.
 
 import { api, getApiKey, getModel, setApiKey, setModel } from "./api.js";
 import { setupArithmetic } from "./arithmetic.js";
 import { setupEdit } from "./edit.js";
+import { setupUpload } from "./upload.js";
 import {
   $, busy, clearSelection, faceImage, parseSeed, pngUrl, replaceBlobUrls, showError, state, toggleSelected,
   updateSelection,
@@ -174,6 +175,7 @@ function setup() {
   });
   setupArithmetic();
   setupEdit();
+  setupUpload();
   loadModelInfo();
 }
 

@@ -49,12 +49,26 @@ function currentEdit() {
   const weights = [...document.querySelectorAll("#edit-sliders input")]
     .map((i) => ({ name: i.dataset.direction, weight: Number(i.value) }))
     .filter((w) => w.weight !== 0);
-  const seed = parseSeed($("#edit-seed").value, "Face seed");
   // No slider moved: strength 0 along any direction is the plain face itself, byte for byte.
   const direction = weights.length ? weights : $("#edit-sliders input").dataset.direction;
-  const body = { seed, direction, strengths: [weights.length ? 1 : 0], format: "json" };
-  if (state.truncation !== null) body.truncation = state.truncation;
+  const body = { direction, strengths: [weights.length ? 1 : 0], format: "json" };
+  if (state.editLatent !== null) {  // an uploaded face: its latent, as POST /invert gave it
+    body.latent = state.editLatent.latent;
+  } else {
+    body.seed = parseSeed($("#edit-seed").value, "Face seed");
+    if (state.truncation !== null) body.truncation = state.truncation;
+  }
   return body;
+}
+
+/** The face the sliders act on: an upload's latent ({latent, label}), or null for the seed field. */
+function useLatent(face) {
+  state.editLatent = face;
+  const source = $("#edit-source");
+  source.hidden = face === null;
+  source.textContent = face === null ? "" : `Editing your upload “${face.label}”. Type a seed to edit a generated face.`;
+  if (face !== null) $("#edit-seed").value = "";
+  $("#edit-seed").required = face === null;
 }
 
 async function redraw() {
@@ -66,7 +80,8 @@ async function redraw() {
     if (ticket !== latest) return;
     showError(section, "");
     const img = $("#edit-result");
-    Object.assign(img, { src: pngUrl(frames[0].png), alt: `Face of seed ${body.seed}, edited` });
+    const whose = body.latent ? `your upload “${state.editLatent.label}”` : `seed ${body.seed}`;
+    Object.assign(img, { src: pngUrl(frames[0].png), alt: `Face of ${whose}, edited` });
     img.dataset.request = JSON.stringify(body);
     $("#edit-out").hidden = false;
   } catch (err) {
@@ -85,10 +100,12 @@ export function setupEdit() {
       showError($("#edit"), "Select a face in the grid first (click it), or type its seed.");
       return;
     }
+    useLatent(null);
     $("#edit-seed").value = String(state.selected[0]);
     redraw();
   });
-  $("#edit-seed").addEventListener("change", redraw);
+  $("#edit-seed").addEventListener("change", () => { useLatent(null); redraw(); });
+  window.addEventListener("dcgan:edit-latent", (ev) => { useLatent(ev.detail); redraw(); });
   $("#edit-form").addEventListener("submit", (ev) => { ev.preventDefault(); redraw(); });  // Enter in the seed
   $("#edit-reset").addEventListener("click", () => {
     for (const input of document.querySelectorAll("#edit-sliders input")) {

@@ -12,7 +12,9 @@ export const state = {
   truncation: null,   // the truncation the grid was drawn with; reused by interpolation and arithmetic
   faces: new Map(),   // seed -> image URL, for thumbnails of exemplars
   selected: [],       // seeds, in the order they were selected
-  blobUrls: { interp: [], arith: [] },
+  blobUrls: { interp: [], arith: [], uploads: [] },
+  uploads: [],        // {id, name, result}: the photos inverted by POST /invert, in order
+  editLatent: null,   // {latent, label}: the Edit section acts on this uploaded face instead of a seed
 };
 
 export function showError(section, message) {

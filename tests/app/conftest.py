@@ -22,7 +22,7 @@ from app.main import create_app
 from app.service import Service
 from app.settings import Settings
 from models import DCGANConfig
-from tests.conftest import tiny_export
+from tests.conftest import tiny_encoder, tiny_export
 
 TINY = DCGANConfig(nz=16, ngf=8, ndf=8, image_size=32)
 
@@ -36,6 +36,24 @@ def anyio_backend() -> str:
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 32x32 generator with random DCGAN-init weights, in eval mode, exported once per session."""
     return tiny_export(tmp_path_factory.mktemp("export") / "tiny-faces-32.safetensors", TINY, steps=1)
+
+
+@pytest.fixture(scope="session")
+def invertible(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny export with a tiny random encoder beside it."""
+    export = tiny_export(tmp_path_factory.mktemp("invertible") / "tiny-faces-32.safetensors", TINY, steps=1)
+    tiny_encoder(export)
+    return export
+
+
+@pytest.fixture
+def invert_settings(invertible: Path) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        # nice 0: on a machine shared with other work a nice-10 inversion can wait many seconds for a core
+        values: dict[str, Any] = {"checkpoint": invertible, "device": "cpu", "max_batch_images": 64, "invert_nice": 0}
+        return Settings(**(values | overrides))
+
+    return make
 
 
 @pytest.fixture

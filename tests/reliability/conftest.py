@@ -14,6 +14,7 @@ from tests.app import conftest as app_fixtures
 from tests.live_server import SMALL_BATCHES, Server
 
 checkpoint = app_fixtures.checkpoint  # the tiny 32x32 export, built once per session
+invertible = app_fixtures.invertible  # the same with a tiny encoder beside it (POST /invert works)
 
 
 def start_server(checkpoint: Path, log: Path, *, runner: list[str] | None = None, **settings: str) -> Server:

@@ -31,6 +31,7 @@ OPERATIONS = [
     ("POST", "/interpolate", 350),
     ("POST", "/arithmetic", 350),
     ("GET", "/latents", 300),
+    ("POST", "/invert", 250),  # multipart uploads: random bytes, bad options, wrong content types
     ("GET", "/v1/model", 20),
     ("GET", "/v1/models", 10),
     ("GET", "/v1/models/{name}@{model_id}/faces/{seed}.png", 100),
@@ -52,11 +53,13 @@ STATUSES: Counter[int] = Counter()
 
 
 @pytest.fixture(scope="module")
-def api_schema(checkpoint: Path) -> Any:
-    # small caps keep each case cheap; max_wait_ms=0: a lone request never waits for company
+def api_schema(invertible: Path) -> Any:
+    # small caps keep each case cheap; max_wait_ms=0: a lone request never waits for company. The export
+    # has an encoder beside it, so /invert reaches the photo pipeline.
     settings = Settings(
-        checkpoint=checkpoint, device="cpu", max_batch_images=64, max_images_per_request=16,
-        max_interpolation_steps=16, max_queued_images=256, max_wait_ms=0,
+        checkpoint=invertible, device="cpu", max_batch_images=64, max_images_per_request=16,
+        max_interpolation_steps=16, max_queued_images=256, max_wait_ms=0, invert_default_steps=2,
+        invert_max_steps=4, invert_max_upload_bytes=64 * 1024, invert_nice=0,
     )  # fmt: skip
     return schemathesis.openapi.from_asgi("/openapi.json", create_app(settings))
 
