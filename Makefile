@@ -63,6 +63,7 @@ demo-rebuild: demo-directions demo-quality
 	OMP_NUM_THREADS=1 $(PY) -m training.invert_eval --checkpoint $(DEMO) --celeba $(CELEBA) --images 100 --threads 1
 	$(PY) scripts/docs_figures.py
 	$(PY) scripts/playground_screenshot.py
+	$(PY) scripts/invert_screenshot.py $(CELEBA)/img_align_celeba/009500.jpg $(CELEBA)/img_align_celeba/009600.jpg
 
 # The attribute classifier (trained on images 1-9,000, tested on 9,001-10,000) and the demo's
 # InterFaceGAN directions, written into the demo export; the edit-success table goes to docs/edits/.

@@ -25,15 +25,15 @@ from playground_screenshot import ROOT, start_server  # the same server start
 # The paper's "smiling woman - neutral woman + neutral man", exemplars picked by eye from a grid of seeds 0-95
 ARITHMETIC = {
     "terms": [
-        {"name": "smiling woman", "weight": 1, "seeds": [8, 42, 48]},
-        {"name": "neutral woman", "weight": -1, "seeds": [27, 36, 79]},
-        {"name": "neutral man", "weight": 1, "seeds": [13, 32, 74]},
+        {"name": "smiling woman", "weight": 1, "seeds": [3, 5, 22]},
+        {"name": "neutral woman", "weight": -1, "seeds": [14, 16, 44]},
+        {"name": "neutral man", "weight": 1, "seeds": [13, 92, 95]},
     ],
     "neighbours": 8,
     "jitter": 0.25,
     "seed": 0,
 }
-EDIT_FACES = [27, 36, 74, 9]  # two neutral women, a neutral man, a man (seeds of the same grid)
+EDIT_FACES = [14, 44, 13, 74]  # two neutral women, a neutral man, a man (seeds of the same grid)
 EDIT_ATTRIBUTES = ["Smiling", "Male", "Blond_Hair"]
 STRENGTHS = [-2.0, -1.0, 0.0, 1.0, 2.0]
 SCALE = 2  # figures are drawn at twice the model's resolution (nearest neighbour: no invented detail)
