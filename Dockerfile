@@ -40,14 +40,16 @@ FROM python:3.11-slim-bookworm AS runtime
 RUN groupadd --gid 10001 dcgan \
  && useradd --uid 10001 --gid dcgan --create-home --home-dir /home/dcgan --shell /usr/sbin/nologin dcgan
 
-# The dependencies, then the code in place (app/static included, and photos/, which app's /invert uses;
+# The dependencies, then the code in place (app/static included, and photos/ and inversion/, which /invert uses;
 # training/ stays out of the service image). Code changes rebuild only these small layers, never the venv.
 COPY --from=build /opt/venv /opt/venv
 COPY checkpoints/demo-faces-64.safetensors /opt/dcgan/checkpoints/demo-faces-64.safetensors
+COPY checkpoints/demo-faces-64.encoder.safetensors /opt/dcgan/checkpoints/demo-faces-64.encoder.safetensors
 # An export written by an older save_generator is 0600 (mkstemp); the service user must be able to read it.
-RUN chmod 0444 /opt/dcgan/checkpoints/demo-faces-64.safetensors
+RUN chmod 0444 /opt/dcgan/checkpoints/demo-faces-64.safetensors /opt/dcgan/checkpoints/demo-faces-64.encoder.safetensors
 COPY models /opt/dcgan/models
 COPY photos /opt/dcgan/photos
+COPY inversion /opt/dcgan/inversion
 COPY app /opt/dcgan/app
 
 # DCGAN_HOST=0.0.0.0: inside a container the published port reaches the process only on all interfaces.
