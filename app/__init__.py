@@ -1,1 +1,3 @@
-"""The FastAPI service: settings, engine, micro-batcher, imaging, schemas, routes, metrics. Imports models only."""
+"""The FastAPI service. Imports models only. Its folders follow a request down: ``web`` (the HTTP layer and
+its ``routes``) -> ``latent_rows`` -> ``service`` -> ``batching`` -> ``compute`` (forward, then encode);
+``runtime`` holds the process's settings and metrics, ``registry`` the loaded models, ``invert`` POST /invert."""

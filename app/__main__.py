@@ -22,11 +22,11 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
 
-from app.engine import Engine, StartupError
+from app.compute.engine import Engine, StartupError
 from app.invert.inverter import Inverter
 from app.main import create_app
 from app.registry import manifest
-from app.settings import Settings
+from app.runtime.settings import Settings
 
 GRACEFUL_SHUTDOWN_S = 5
 DRAIN_S = 2.0  # DRAIN_S + GRACEFUL_SHUTDOWN_S + lifespan stop stays under a 10 s kill timeout
@@ -56,7 +56,7 @@ class DrainingServer(uvicorn.Server):
 def _http_protocol() -> type[asyncio.Protocol] | str:
     """httptools (fast) with a bound on the request head when installed, else h11 (bounded by itself)."""
     try:
-        from app.request_head_limit import BoundedHttpToolsProtocol
+        from app.web.request_head_limit import BoundedHttpToolsProtocol
     except ImportError:  # httptools not installed
         return "h11"
     return BoundedHttpToolsProtocol

@@ -2,7 +2,7 @@
 
 - 422: validation (FastAPI's own, plus ``invalid()`` for settings- and model-dependent limits),
   answered without echoing the input (a NaN in it would not even serialise to JSON).
-- 413: the body cap (``app.lean_route``, the routes that read a body; with or without Content-Length,
+- 413: the body cap (``app.web.lean_route``, the routes that read a body; with or without Content-Length,
   chunked too).
 - 503 + Retry-After: not ready / shutting down / device lost, the queue is full, or the device ran out of
   memory for this batch.  504: deadline passed.
@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from app.metrics import Metrics
+from app.runtime.metrics import Metrics
 from app.schemas import ErrorOut
 
 log = logging.getLogger("app.errors")

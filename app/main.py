@@ -12,16 +12,17 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.telemetry import TelemetryConfig
 
-from app import docs, errors
-from app.gc_tuning import frozen_startup_heap
-from app.lean_app import LeanApp
-from app.lean_route import LeanConfig, fastapi_unknown
-from app.metrics import HttpMetricsMiddleware, Metrics
+from app import errors
 from app.registry import admin, faces, sighup
 from app.registry import routes as registry_routes
-from app.routes import arithmetic, edit, generate, interpolate, invert, latents, probes
+from app.runtime.gc_tuning import frozen_startup_heap
+from app.runtime.metrics import HttpMetricsMiddleware, Metrics
+from app.runtime.settings import Settings
 from app.service import Service
-from app.settings import Settings
+from app.web import docs
+from app.web.lean_app import LeanApp
+from app.web.lean_route import LeanConfig, fastapi_unknown
+from app.web.routes import arithmetic, edit, generate, interpolate, invert, latents, probes
 
 log = logging.getLogger("app.main")
 STATIC = Path(__file__).resolve().parent / "static"

@@ -1,7 +1,7 @@
 """The service: what the lifespan owns (engine, forward pool, batcher), its state, and one method per operation.
 
 A request goes one way: route -> ``latent_rows`` -> ``await service.<op>(...)`` -> response. Each
-operation names what the worker must make of its images (an ``app.outputs`` value), submits the
+operation names what the worker must make of its images (an ``app.compute.outputs`` value), submits the
 rows to the batcher under the request's deadline, and returns the encoded result.
 
 State: starting -> ready -> draining (after SIGTERM: /readyz 503, requests still served) -> stopping.
@@ -21,19 +21,19 @@ from typing import Any, Literal
 import torch
 from starlette.requests import Request
 
-from app.batcher import Batcher, Rows
-from app.engine import Engine, StartupError, forward_workers, resolve_device, torch_threads
+from app.batching.batcher import Batcher, Rows
+from app.batching.policy import BatchPolicy
+from app.compute.engine import Engine, StartupError, forward_workers, resolve_device, torch_threads
+from app.compute.forward_pool import ForwardPool
+from app.compute.outputs import Animation, Figure, Grid, Output, Pngs, png_text
 from app.errors import DeadlineExceeded, NotRunning
-from app.forward_pool import ForwardPool
 from app.invert.inverter import Inverter
 from app.latent_rows import ArithmeticPlan
-from app.metrics import ARRIVED, MODEL, Metrics
-from app.outputs import Animation, Figure, Grid, Output, Pngs, png_text
-from app.policy import BatchPolicy
 from app.registry import manifest as manifests
 from app.registry.registry import Registry, ServedModel
+from app.runtime.metrics import ARRIVED, MODEL, Metrics
+from app.runtime.settings import Settings
 from app.schemas import ArithmeticBody, EditBody, InterpolateBody
-from app.settings import Settings
 from models import Direction, ExportInfo
 from models.sampling import PAD_MULTIPLE, padded_rows
 

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import torch
 
-from app.engine import Engine
-from app.settings import DEFAULT_CHECKPOINT
+from app.compute.engine import Engine
+from app.runtime.settings import DEFAULT_CHECKPOINT
 from bench.serve import REPO, machine
 from models import latents_for_seeds
 from training.config import TrainConfig

@@ -40,7 +40,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from app.settings import DEFAULT_CHECKPOINT
+from app.runtime.settings import DEFAULT_CHECKPOINT
 from bench import loadgen, report
 from bench.serve import REPO, forward_limit, machine, server
 

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from app.main import create_app
-from app.settings import DEFAULT_CHECKPOINT, Settings
+from app.runtime.settings import DEFAULT_CHECKPOINT, Settings
 
 
 def workload(requests: int, seeds: int, zipf: float, seed: int) -> list[int]:

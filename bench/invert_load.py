@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from app.settings import DEFAULT_CHECKPOINT
+from app.runtime.settings import DEFAULT_CHECKPOINT
 from bench import loadgen, report
 from bench.serve import server
 

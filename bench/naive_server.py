@@ -2,7 +2,7 @@
 
 Every request is its own batch, taken as soon as it is queued (no waiting for company): one forward
 per request, as a server without a batcher would run. Benchmark-only: the app has no such switch;
-this replaces the batch policy in this process (``app.policy.BatchPolicy``).
+this replaces the batch policy in this process (``app.batching.policy.BatchPolicy``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from app import __main__ as entry
-from app.policy import BatchPolicy
+from app.batching.policy import BatchPolicy
 
 
 class OnePerBatch(BatchPolicy):

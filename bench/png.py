@@ -32,9 +32,9 @@ import numpy as np
 import torch
 from PIL import Image, PngImagePlugin
 
-from app import encoding
-from app.outputs import png_text
-from app.settings import DEFAULT_CHECKPOINT
+from app.compute import encoding
+from app.compute.outputs import png_text
+from app.runtime.settings import DEFAULT_CHECKPOINT
 from bench.serve import REPO, machine
 from models import latents_for_seeds, load_export
 from models.sampling import render
@@ -120,7 +120,7 @@ def _deflaters() -> dict[str, Callable[[bytes], bytes]]:
 
 
 def _writer(filter_kind: str, deflater: Callable[[bytes], bytes]) -> Encoder:
-    """The service's PNG layout (app.encoding.png) with another filter and deflate."""
+    """The service's PNG layout (app.compute.encoding.png) with another filter and deflate."""
 
     def encode(array: np.ndarray, text: dict[str, str]) -> bytes:
         return _assemble(array, text, deflater(_filtered(array, filter_kind)))
@@ -164,7 +164,7 @@ def _pillow(**options: Any) -> Encoder:
 
 def candidates() -> dict[str, Encoder]:
     """Name -> encoder. The service's own encoder comes first."""
-    out: dict[str, Encoder] = {"service (app.encoding.png: fpng + our text)": encoding.png}
+    out: dict[str, Encoder] = {"service (app.compute.encoding.png: fpng + our text)": encoding.png}
     out["Pillow level 6 (default)"] = _pillow()
     out["Pillow level 1"] = _pillow(compress_level=1)
     out["Pillow level 9 optimize"] = _pillow(optimize=True)

@@ -9,7 +9,7 @@ typical batch (``--rows``), and each request's grid and PNG. Then the live serve
 Starts ``python -m app`` per precision, drives it with 64 closed-loop clients (``bench.loadgen``), and
 samples every thread with py-spy (``--threads``, busy samples only, native frames off: time in torch or
 fpng counts to the Python line that called it). Each sample is put in the first part whose marker its
-stack holds, in this order: the forward (``Engine.forward``), PNG encoding (``app/encoding.py``),
+stack holds, in this order: the forward (``Engine.forward``), PNG encoding (``app/compute/encoding.py``),
 the seeds' latents (``models/latent.py``), the rest of a forward worker, then the main thread (the
 event loop: uvicorn, FastAPI, the batcher) and anything else. Prints each part's share of the samples.
 """
@@ -27,15 +27,15 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from app.settings import DEFAULT_CHECKPOINT
+from app.runtime.settings import DEFAULT_CHECKPOINT
 from bench import loadgen
 from bench.serve import server
 
 _VENV_PY_SPY = Path(sys.executable).parent / "py-spy"  # pip installs it beside the interpreter
 PY_SPY = str(_VENV_PY_SPY) if _VENV_PY_SPY.exists() else "py-spy"
 PARTS = [  # (part, marker in a collapsed stack), first match wins
-    ("forward (Engine.forward: G(z), uint8)", "forward (app/engine.py"),
-    ("PNG encoding (app/encoding.py)", "app/encoding.py"),
+    ("forward (Engine.forward: G(z), uint8)", "forward (app/compute/engine.py"),
+    ("PNG encoding (app/compute/encoding.py)", "app/compute/encoding.py"),
     ("seeds' latents (models/latent.py)", "models/latent.py"),
     ("forward worker, other (concat, split, futures)", "forward_pool.py"),
 ]
@@ -59,8 +59,8 @@ def components(checkpoint: Path, precision: str, rows: int, seconds: float = 2.0
     """Microseconds of CPU per image for each step a forward worker takes for n=1 requests."""
     import torch
 
-    from app import encoding
-    from app.engine import Engine
+    from app.compute import encoding
+    from app.compute.engine import Engine
     from models import latents_for_seeds
 
     torch.set_num_threads(1)

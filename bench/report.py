@@ -93,7 +93,7 @@ def format_summary(results: dict[str, Any]) -> str:
 def server_threads(env: dict[str, str]) -> int:
     """The torch thread count each of the server's forwards will use with these settings (the limit is
     measured with the same)."""
-    from app.engine import forward_workers, torch_threads
+    from app.compute.engine import forward_workers, torch_threads
 
     threads, workers = env.get("DCGAN_TORCH_THREADS"), env.get("DCGAN_FORWARD_WORKERS")
     cpu = torch.device("cpu")

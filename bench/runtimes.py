@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from app.settings import DEFAULT_CHECKPOINT
+from app.runtime.settings import DEFAULT_CHECKPOINT
 from bench.serve import REPO, machine
 from models import Generator, latents_for_seeds, load_export
 from models.precision import cast, cpu_bf16_support

@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from app.settings import DEFAULT_CHECKPOINT
+from app.runtime.settings import DEFAULT_CHECKPOINT
 from bench import loadgen, report
 
 REPO = Path(__file__).resolve().parent.parent
@@ -121,7 +121,7 @@ def forward_limit(checkpoint: Path, device: str, threads: list[int], max_batch: 
     encoding). Without the side-by-side figure, a server whose two one-thread forwards beat one two-thread
     forward would come out above its own "limit".
     """
-    from app.engine import resolve_device
+    from app.compute.engine import resolve_device
     from models import load_generator
     from models.sampling import render
 

@@ -15,7 +15,7 @@ import time
 import torch
 
 from app import __main__ as entry
-from app.engine import Engine
+from app.compute.engine import Engine
 from models.sampling import padded_rows
 
 

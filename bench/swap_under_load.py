@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from app.settings import DEFAULT_CHECKPOINT
+from app.runtime.settings import DEFAULT_CHECKPOINT
 from bench import loadgen
 from models.checkpoint import upgrade_export
 

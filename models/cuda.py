@@ -5,7 +5,7 @@
 - ``exact_convolutions()``: the serving contract. cuDNN picks deterministic algorithms without
   autotuning and computes fp32 convolutions in IEEE fp32 (no TF32), so a latent's pixels are a
   function of (export, GPU model, precision, torch/cuDNN build) and of the forward's shape, which
-  the caller fixes (``app.engine``).
+  the caller fixes (``app.compute.engine``).
 - ``fast_training()``: training's flags: the shapes are fixed, so cuDNN's autotuner pays off.
 - ``is_device_lost(error)``: a CUDA error after which the context is unusable (illegal address,
   Xid, ECC, a GPU fallen off the bus); out-of-memory is not one.

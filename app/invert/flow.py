@@ -22,9 +22,9 @@ from pydantic import ValidationError
 from app.errors import DeadlineExceeded, GeneratorFailed, InversionUnavailable, QueueFull, invalid
 from app.invert.inverter import Inverter, InvertOptions
 from app.invert.upload import check_declared_length, read_upload_form
-from app.metrics import ARRIVED, Metrics
+from app.runtime.metrics import ARRIVED, Metrics
+from app.runtime.settings import Settings
 from app.schemas import FaceOut, InvertFormOptions, InvertOut
-from app.settings import Settings
 from inversion.photo import PhotoInversion
 from inversion.refine import Mode
 from photos.align import NoFaceError

@@ -36,12 +36,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.encoding import png
-from app.engine import Engine, StartupError
+from app.compute.encoding import png
+from app.compute.engine import Engine, StartupError
+from app.compute.outputs import png_text
 from app.errors import DeadlineExceeded, QueueFull
-from app.metrics import Metrics
-from app.outputs import png_text
-from app.settings import Settings
+from app.runtime.metrics import Metrics
+from app.runtime.settings import Settings
 from inversion.encoder import Encoder, default_path, load_encoder
 from inversion.photo import PhotoInversion, invert_photo
 from inversion.refine import Mode

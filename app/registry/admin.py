@@ -17,11 +17,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.deps import accepting
 from app.registry.manifest import NAME_PATTERN, Entry, ManifestError, model_file
 from app.registry.registry import RegistryFull, SwapRefused, UnknownModel
 from app.registry.routes import ModelEntryOut, describe
 from app.service import Service
+from app.web.deps import accepting
 
 ADMIN_HEADER = "X-Admin-Token"
 ModelName = Annotated[str, Path(pattern=NAME_PATTERN, max_length=64)]

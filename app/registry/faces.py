@@ -28,16 +28,16 @@ import torch
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
-from app import encoding
-from app.deps import SECURED, ServingService
+from app.compute import encoding
+from app.compute.outputs import Text, png_text
 from app.errors import GENERATION_ERRORS, invalid
 from app.latent_rows import edit_rows
-from app.metrics import Metrics
-from app.outputs import Text, png_text
 from app.registry.manifest import NAME_PATTERN
 from app.registry.params import MODEL_ID_HEADER, ModelQuery
 from app.registry.registry import ServedModel
+from app.runtime.metrics import Metrics
 from app.schemas import DirectionWeight, EditBody, Truncation
+from app.web.deps import SECURED, ServingService
 from models.latent import SEED_MAX, SeedLatents
 
 router = APIRouter(tags=["faces"])

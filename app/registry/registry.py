@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from app.batcher import Batcher
-from app.engine import Engine, StartupError
-from app.forward_pool import ForwardPool
-from app.metrics import Metrics
+from app.batching.batcher import Batcher
+from app.compute.engine import Engine, StartupError
+from app.compute.forward_pool import ForwardPool
 from app.registry.manifest import Entry, Manifest, ManifestError, plain_name
+from app.runtime.metrics import Metrics
 from models import Direction, ExportInfo, read_export_info
 from models.latent import latents_for_seeds
 

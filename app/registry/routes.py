@@ -9,9 +9,9 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from app.deps import AcceptingService
 from app.errors import GENERATION_ERRORS
 from app.registry.registry import ServedModel, UnknownModel
+from app.web.deps import AcceptingService
 
 router = APIRouter(tags=["models"])
 PROVENANCE_SUMMARY = ("dataset", "steps", "ema", "bn_recalibrated", "created_at", "code_version", "terms")

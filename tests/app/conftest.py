@@ -17,10 +17,10 @@ import pytest
 import torch
 from fastapi import FastAPI
 
-from app.engine import Engine
+from app.compute.engine import Engine
 from app.main import create_app
+from app.runtime.settings import Settings
 from app.service import Service
-from app.settings import Settings
 from models import DCGANConfig
 from tests.conftest import tiny_encoder, tiny_export
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.settings import Settings
+from app.runtime.settings import Settings
 from tests.app.conftest import TINY, Served, serve
 
 pytestmark = pytest.mark.anyio

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 import torch
 
-from app.batcher import Batcher
+from app.batching.batcher import Batcher
+from app.batching.policy import BatchPolicy
+from app.compute.forward_pool import ForwardPool
+from app.compute.outputs import Images
 from app.errors import ClientGone, DeadlineExceeded, GeneratorFailed, NotRunning, QueueFull
-from app.forward_pool import ForwardPool
-from app.metrics import Metrics
-from app.outputs import Images
-from app.policy import BatchPolicy
+from app.runtime.metrics import Metrics
 
 pytestmark = pytest.mark.anyio
 Forward = Callable[[torch.Tensor], torch.Tensor]
@@ -26,7 +26,7 @@ RAW = Images()
 
 @dataclass
 class FakeEngine:
-    """Stands in for ``app.engine.Engine``: ``forward`` is the test's function."""
+    """Stands in for ``app.compute.engine.Engine``: ``forward`` is the test's function."""
 
     forward: Forward
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from app.settings import Settings
+from app.runtime.settings import Settings
 from tests.app.conftest import Gate, Served, serve, wait_for
 
 pytestmark = pytest.mark.anyio
@@ -81,7 +81,7 @@ async def test_deadline_counts_from_arrival_not_from_queueing(served: Served) ->
     from starlette.requests import Request
 
     from app.errors import DeadlineExceeded
-    from app.metrics import ARRIVED
+    from app.runtime.metrics import ARRIVED
 
     timeout = served.service.settings.request_timeout_s
     stale = Request({"type": "http", "method": "POST", "headers": [], "state": {ARRIVED: time.monotonic() - timeout}})

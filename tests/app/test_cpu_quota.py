@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from app import cpu_quota
-from app.cpu_quota import cgroup_quota, usable_cpus
+from app.runtime import cpu_quota
+from app.runtime.cpu_quota import cgroup_quota, usable_cpus
 
 
 def write(path: Path, text: str) -> None:

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from app import cpu_quota
-from app import engine as engine_module
 from app import service as service_module
-from app.engine import Engine, StartupError, forward_workers, resolve_device, torch_threads, warmup_sizes
-from app.settings import Settings
+from app.compute import engine as engine_module
+from app.compute.engine import Engine, StartupError, forward_workers, resolve_device, torch_threads, warmup_sizes
+from app.runtime import cpu_quota
+from app.runtime.settings import Settings
 from models import load_export
 from models.cuda import exact_convolutions, exact_convolutions_within, is_device_lost, unavailable_reason
 from tests.app.conftest import Served, serve

@@ -11,8 +11,8 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from app.engine import Engine
-from app.settings import Settings
+from app.compute.engine import Engine
+from app.runtime.settings import Settings
 from tests.app.conftest import Gate, Served, serve, wait_for
 
 pytestmark = pytest.mark.anyio

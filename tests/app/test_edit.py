@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from app.settings import Settings
+from app.runtime.settings import Settings
 from models import Direction, load_export
 from models.directions import sefa
 from tests.app.conftest import TINY, Served, serve

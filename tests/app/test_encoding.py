@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from app import encoding
+from app.compute import encoding
 
 
 def decode(data: bytes) -> tuple[np.ndarray, dict[str, str]]:

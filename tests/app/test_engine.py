@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from app import cpu_quota
-from app.engine import Engine, forward_workers, torch_threads
+from app.compute.engine import Engine, forward_workers, torch_threads
+from app.runtime import cpu_quota
 from models.latent import latents_for_seeds
 from models.sampling import render
 

@@ -7,8 +7,8 @@ import base64
 
 import pytest
 
-from app.metrics import Metrics
 from app.registry.faces import IMMUTABLE, FaceCache
+from app.runtime.metrics import Metrics
 from tests.app.conftest import Served
 
 pytestmark = pytest.mark.anyio

@@ -19,9 +19,9 @@ import pytest
 from PIL import Image
 
 import app.invert.inverter as inverter_module
-from app.engine import StartupError
+from app.compute.engine import StartupError
 from app.invert.inverter import Inverter
-from app.settings import Settings
+from app.runtime.settings import Settings
 from inversion.encoder import default_path
 from models import precision
 from tests.app.conftest import TINY, Served, serve, wait_for

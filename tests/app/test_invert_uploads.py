@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.settings import Settings
+from app.runtime.settings import Settings
 from tests.app.conftest import Served, serve
 
 pytestmark = pytest.mark.anyio

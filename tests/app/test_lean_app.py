@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from app.lean_app import LeanApp
 from app.main import create_app
+from app.runtime.settings import Settings
 from app.service import Service
-from app.settings import Settings
+from app.web.lean_app import LeanApp
 from tests.app.conftest import Served
 
 pytestmark = pytest.mark.anyio

@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 from starlette.datastructures import QueryParams
 
-from app.deps import ServingService
-from app.lean_route import LeanRoute, query_params
 from app.main import create_app
-from app.settings import Settings
+from app.runtime.settings import Settings
+from app.web.deps import ServingService
+from app.web.lean_route import LeanRoute, query_params
 from tests.app.conftest import TINY, Served, client_for
 from tests.app.test_bad_input import TABLE
 
@@ -228,7 +228,7 @@ async def test_an_untested_fastapi_takes_fastapis_own_path_with_one_warning(
     service then starts, warns once, and answers every request through FastAPI's own path."""
     import fastapi
 
-    from app import lean_route
+    from app.web import lean_route
 
     reference = await _one_generate(create_app(Settings(checkpoint=checkpoint, device="cpu", max_batch_images=64)))
     monkeypatch.setattr(fastapi, "__version__", version)
@@ -259,7 +259,7 @@ async def _one_generate(app: Any) -> tuple[int, bytes]:
 
 
 def test_a_missing_private_module_is_an_unknown_fastapi(monkeypatch: pytest.MonkeyPatch) -> None:
-    from app import lean_route
+    from app.web import lean_route
 
     assert lean_route.fastapi_unknown() is None  # the pinned FastAPI (deploy/constraints.txt) is the tested one
     monkeypatch.setattr(lean_route, "_PRIVATE_IMPORT_ERROR", "No module named 'fastapi._compat'")

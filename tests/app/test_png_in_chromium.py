@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import sync_playwright
 
-from app import encoding
+from app.compute import encoding
 from tests.app.test_playground import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import require
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.policy import DISCONNECT_CHECK_AFTER_S, BatchPolicy
+from app.batching.policy import DISCONNECT_CHECK_AFTER_S, BatchPolicy
 
 
 def test_take_fills_up_to_max_rows_in_queue_order() -> None:

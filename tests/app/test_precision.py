@@ -16,8 +16,8 @@ import torch
 from PIL import Image
 from pydantic import ValidationError
 
-from app.engine import Engine, StartupError
-from app.settings import Settings
+from app.compute.engine import Engine, StartupError
+from app.runtime.settings import Settings
 from models import latents_for_seeds, precision
 from models.sampling import render
 from tests.app.conftest import serve

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from app.main import create_app
-from app.settings import Settings
+from app.runtime.settings import Settings
 from tests.app.conftest import client_for, serve
 
 pytestmark = pytest.mark.anyio
@@ -36,10 +36,10 @@ async def test_probes_before_during_and_after_load(make_settings: Callable[..., 
 
 
 async def test_the_startup_heap_is_frozen_while_serving(make_settings: Callable[..., Settings]) -> None:
-    """app.gc_tuning: the GC never walks the loaded model again while serving; a stopped app gives it all back."""
+    """app.runtime.gc_tuning: the GC never walks the loaded model again while serving; a stopped app gives it back."""
     import gc
 
-    from app.gc_tuning import GEN0_THRESHOLD
+    from app.runtime.gc_tuning import GEN0_THRESHOLD
 
     before = gc.get_threshold()
     async with serve(make_settings()) as served:

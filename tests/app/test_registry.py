@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import torch
 
-from app.engine import Engine
-from app.settings import Settings
+from app.compute.engine import Engine
+from app.runtime.settings import Settings
 from tests.app.conftest import Served, serve, wait_for
 from tests.app.registry_fixtures import ADMIN, export, hostile, manifest
 

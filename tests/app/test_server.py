@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from app.__main__ import main
-from app.settings import Settings
+from app.runtime.settings import Settings
 from tests.live_server import REPO, SMALL_BATCHES, server_env, start_server
 
 

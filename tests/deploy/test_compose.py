@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from app.__main__ import DRAIN_S, GRACEFUL_SHUTDOWN_S
-from app.metrics import Metrics
+from app.runtime.metrics import Metrics
 from tests.conftest import require
 
 from .conftest import REPO, load_yaml, seconds, with_defaults

@@ -29,7 +29,7 @@ import yaml
 
 from app.__main__ import DRAIN_S, GRACEFUL_SHUTDOWN_S
 from app.main import create_app
-from app.settings import Settings
+from app.runtime.settings import Settings
 from models import DCGANConfig
 from tests.conftest import require, tiny_export
 from tests.live_server import SMALL_BATCHES, free_port, start_server

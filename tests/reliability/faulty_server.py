@@ -13,7 +13,7 @@ import time
 import torch
 
 from app import __main__ as entry
-from app.engine import Engine
+from app.compute.engine import Engine
 
 
 class InjectedFault(RuntimeError):

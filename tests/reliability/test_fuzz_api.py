@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 from app.main import create_app
-from app.settings import Settings
+from app.runtime.settings import Settings
 
 # (method, path, examples): the generation routes get most of the budget
 OPERATIONS = [

@@ -24,7 +24,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from app.__main__ import main
-from app.engine import Engine, StartupError
+from app.compute.engine import Engine, StartupError
 from models.checkpoint import content_sha256
 from tests.live_server import REPO, server_env
 

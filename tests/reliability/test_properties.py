@@ -8,11 +8,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.batcher import Batcher
-from app.forward_pool import ForwardPool
-from app.metrics import Metrics
-from app.outputs import Images
-from app.policy import BatchPolicy
+from app.batching.batcher import Batcher
+from app.batching.policy import BatchPolicy
+from app.compute.forward_pool import ForwardPool
+from app.compute.outputs import Images
+from app.runtime.metrics import Metrics
 from models.latent import SEED_MAX, arithmetic, latent_for_seed, latents_for_seeds, lerp, slerp
 
 NZ = 16

@@ -153,10 +153,10 @@ TRAVERSALS = [
     "/static/....//....//etc/passwd",
     "/static//etc/passwd",
     "/static/%2fetc%2fpasswd",
-    "/static/../app/settings.py",
-    "/static/..%2fsettings.py",
-    "/static/%2e%2e%2fsettings.py",
-    "/static/..%c0%afsettings.py",
+    "/static/../app/service.py",
+    "/static/..%2fservice.py",
+    "/static/%2e%2e%2fservice.py",
+    "/static/..%c0%afservice.py",
     "/static/index.html%00.js",
 ]
 

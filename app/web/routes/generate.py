@@ -7,12 +7,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.deps import SECURED, ServingService
 from app.errors import GENERATION_ERRORS
 from app.latent_rows import generate_rows
-from app.lean_route import LeanRoute
 from app.registry.params import MODEL_ID_HEADER, ModelQuery
 from app.schemas import HARD_MAX_ROWS, PNG_OR_JSON, GenerateBody, GenerateOut, ImageOut, Truncation
+from app.web.deps import SECURED, ServingService
+from app.web.lean_route import LeanRoute
 from models.latent import SEED_MAX
 
 router = APIRouter(tags=["generate"], route_class=LeanRoute)

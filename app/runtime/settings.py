@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from inversion.refine import DEFAULT_STEPS, MAX_STEPS
 
 # <repo>/checkpoints/... from a checkout and from the Docker image (both install the package in place).
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "demo-faces-64.safetensors"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "demo-faces-64.safetensors"
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
 

@@ -7,13 +7,13 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.deps import SECURED, AcceptingService, ServingService
 from app.errors import GENERATION_ERRORS
 from app.latent_rows import edit_rows
-from app.lean_route import LeanRoute
 from app.registry.params import MODEL_ID_HEADER, ModelQuery
-from app.routes.interpolate import MEDIA
 from app.schemas import IMAGE_OR_JSON, DirectionOut, DirectionsOut, EditBody, EditFrameOut, EditOut
+from app.web.deps import SECURED, AcceptingService, ServingService
+from app.web.lean_route import LeanRoute
+from app.web.routes.interpolate import MEDIA
 
 router = APIRouter(tags=["edit"], route_class=LeanRoute)
 _DIRECTIONS_ERRORS: dict[int | str, dict[str, Any]] = {c: GENERATION_ERRORS[c] for c in (404, 422, 503)}

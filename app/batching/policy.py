@@ -1,6 +1,6 @@
 """When a batch goes and what it takes: the batcher's tuning rules, as one pure synchronous object.
 
-The batcher (``app.batcher``) asks three questions and this object answers them from numbers alone
+The batcher (``app.batching.batcher``) asks three questions and this object answers them from numbers alone
 (times in ``time.perf_counter`` seconds), so every rule is unit-tested without asyncio:
 
 - ``flush_delay``: how much longer to wait for company before the next batch goes;

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.deps import AcceptingService, ServiceDep
 from app.errors import GENERATION_ERRORS
 from app.schemas import ModelOut
+from app.web.deps import AcceptingService, ServiceDep
 
 router = APIRouter(tags=["probes"])
 

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import torch
 
-from app import encoding
+from app.compute import encoding
 from models import ExportInfo
 
 Text = Mapping[str, str]  # PNG text chunks

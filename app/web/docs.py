@@ -14,14 +14,14 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
-from app.deps import SECURITY_SCHEMES
+from app.web.deps import SECURITY_SCHEMES
 
 ASSETS = "/docs-assets"
 
 
 def install(app: FastAPI) -> None:
     """Serve ``/docs`` from bundled assets (build the app with ``docs_url=None`` first), and declare the API-key
-    schemes that ``app.deps.serving_service`` checks."""
+    schemes that ``app.web.deps.serving_service`` checks."""
     generate_schema = app.openapi  # FastAPI's: builds the schema once and keeps it in app.openapi_schema
 
     def openapi() -> dict[str, Any]:

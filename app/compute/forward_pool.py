@@ -21,11 +21,11 @@ from typing import Any
 
 import torch
 
-from app.batcher import Rows
-from app.engine import Engine
+from app.batching.batcher import Rows
+from app.compute.engine import Engine
+from app.compute.outputs import Output
 from app.errors import BatchOutOfMemory
-from app.metrics import Metrics
-from app.outputs import Output
+from app.runtime.metrics import Metrics
 from models.cuda import is_device_lost
 from models.latent import as_tensor
 

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from app.deps import SECURED, ServingService
 from app.errors import INVERT_ERRORS
 from app.invert.flow import DEFAULT_MODE, QueryOptions, handle
 from app.invert.upload import IMAGE_FIELD
 from app.schemas import InvertMode, InvertOut
+from app.web.deps import SECURED, ServingService
 
 router = APIRouter(tags=["invert"])
 

@@ -22,7 +22,7 @@ from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.lean_route import LeanConfig, LeanRoute
+from app.web.lean_route import LeanConfig, LeanRoute
 
 
 class LeanApp(FastAPI):

@@ -20,10 +20,10 @@ from typing import Any
 
 import torch
 
+from app.batching.policy import BatchPolicy
+from app.compute.outputs import Output
 from app.errors import BatchOutOfMemory, ClientGone, DeadlineExceeded, GeneratorFailed, NotRunning, QueueFull
-from app.metrics import Metrics
-from app.outputs import Output
-from app.policy import BatchPolicy
+from app.runtime.metrics import Metrics
 from models.latent import SeedLatents
 
 log = logging.getLogger("app.batcher")

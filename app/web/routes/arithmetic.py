@@ -5,12 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.deps import SECURED, ServingService
 from app.errors import GENERATION_ERRORS
 from app.latent_rows import arithmetic_rows
-from app.lean_route import LeanRoute
 from app.registry.params import MODEL_ID_HEADER, ModelQuery
 from app.schemas import PNG_OR_JSON, ArithmeticBody, ArithmeticOut, TermOut
+from app.web.deps import SECURED, ServingService
+from app.web.lean_route import LeanRoute
 
 router = APIRouter(tags=["generate"], route_class=LeanRoute)
 

@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from app.deps import SECURED, ServingService
 from app.errors import GENERATION_ERRORS, invalid
 from app.registry.params import ModelQuery
 from app.schemas import LatentOut, LatentsOut, Truncation
+from app.web.deps import SECURED, ServingService
 from models.latent import SEED_MAX, latents_for_seeds
 
 router = APIRouter(tags=["latents"])

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from app.cpu_quota import usable_cpus
+from app.runtime.cpu_quota import usable_cpus
 from models import Direction, ExportInfo, Generator, load_export
 from models.cuda import capability_problem, exact_convolutions, unavailable_reason
 from models.directions import label_sefa, sefa

@@ -1,6 +1,6 @@
 """uint8 image tensors -> PNG / GIF / WebP bytes, with provenance, deterministically.
 
-Called off the event loop, in the forward's worker right after the forward (``app.outputs``). Bytes
+Called off the event loop, in the forward's worker right after the forward (``app.compute.outputs``). Bytes
 are a pure function of the pixels and the text (for given fpng and ISA-L builds): no timestamps,
 fixed compression settings, text chunks in a fixed (sorted) order.
 """
