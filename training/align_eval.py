@@ -29,12 +29,12 @@ import argparse
 import json
 import math
 import os
-import pickle
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -276,7 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: one per CPU)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="the report")
     parser.add_argument("--figure", type=Path, default=DEFAULT_JSON.with_suffix(".png"), help="the figure")
-    parser.add_argument("--detections", type=Path, help="a pickle of the detections: reused if it exists, else written")
+    parser.add_argument(
+        "--detections", type=Path, help="a JSON file of the detections: reused if it holds these jobs, else written"
+    )
     args = parser.parse_args(argv)
     try:
         root = celeba_root(args.celeba)
@@ -313,11 +315,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def detect_all(jobs: list[tuple[Path, Perturbation, int, float]], workers: int, cache: Path | None) -> list[Trial]:
-    """The detections of every job (the slow part), read from ``cache`` when it holds these very jobs."""
+    """The detections of every job (the slow part), read from ``cache`` (JSON) when it holds these very jobs."""
+    key = json.loads(json.dumps([(p.name, asdict(q), h, r) for p, q, h, r in jobs]))  # as JSON reads it back
     if cache is not None and cache.is_file():
-        saved = pickle.loads(cache.read_bytes())  # written by this function, on this machine
-        if saved["jobs"] == [(p.name, q, h, r) for p, q, h, r in jobs]:
-            return saved["trials"]
+        saved = json.loads(cache.read_text())
+        if saved["jobs"] == key:
+            return [_trial_from_json(t) for t in saved["trials"]]
     if workers <= 1:
         trials = [_trial_job(j) for j in jobs]
     else:
@@ -325,11 +328,29 @@ def detect_all(jobs: list[tuple[Path, Perturbation, int, float]], workers: int, 
             trials = list(pool.map(_trial_job, jobs, chunksize=16))
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_bytes(pickle.dumps({"jobs": [(p.name, q, h, r) for p, q, h, r in jobs], "trials": trials}))
+        cache.write_text(json.dumps({"jobs": key, "trials": [asdict(t) for t in trials]}))
     return trials
 
 
-if __name__ == "__main__":  # run the importable module's main, so pickled detections name its classes
+def _trial_from_json(data: dict[str, Any]) -> Trial:
+    """A Trial from ``asdict``'s JSON (lists back to the tuples the dataclasses hold)."""
+    q = data["perturbation"]
+    perturbation = Perturbation(q["roll"], q["scale"], (q["shift"][0], q["shift"][1]))
+    return Trial(
+        data["name"], perturbation, _landmarks_from_json(data["perturbed"]), _landmarks_from_json(data["upright"])
+    )
+
+
+def _landmarks_from_json(data: dict[str, Any] | None) -> Landmarks | None:
+    if data is None:
+        return None
+    points = lambda ps: tuple((x, y) for x, y in ps)  # noqa: E731
+    eyes = None if data["eyes"] is None else points(data["eyes"])
+    box = tuple(data["face_box"])
+    return Landmarks(box, eyes, data["faces_found"], data["roll_searched"], points(data["face_corners"]))  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":  # run the importable module's main (worker processes import it by that name)
     from training.align_eval import main as module_main
 
     raise SystemExit(module_main())
