@@ -30,14 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
 from models.atomic import atomic_write
 from models.checkpoint import ExportInfo, content_sha256
 from models.config import IMAGE_SIZES, DCGANConfig
-from models.header import CheckpointError, check_tensor_table, read_header
+from models.header import CheckpointError, read_header, read_tensors
 
 FORMAT_NAME = "dcgan-faces/encoder"
 FORMAT_VERSION = "1"
@@ -198,12 +197,7 @@ def load_encoder(
     with torch.device("meta"):  # shapes only: an absurd config cannot allocate memory here
         reference = Encoder(config).state_dict()
     expected = {k: tuple(v.shape) for k, v in reference.items() if not k.endswith("num_batches_tracked")}
-    check_tensor_table(path, header, expected, data_size)
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            tensors = {k: f.get_tensor(k) for k in expected}
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{path}: unreadable tensor data ({e})") from None
+    tensors = read_tensors(path, header, expected, data_size)
     if _checksum(tensors, meta) != meta["content_sha256"]:
         raise CheckpointError(f"{path}: content checksum mismatch: the tensors or metadata are corrupt")
     if not all(torch.isfinite(t).all() for t in tensors.values()):

@@ -33,14 +33,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from models.atomic import atomic_write
 from models.config import DCGANConfig
 from models.dcgan import Generator
 from models.directions import Direction, check
-from models.header import CheckpointError, check_tensor_table, read_header
+from models.header import CheckpointError, read_header, read_tensors
 
 FORMAT_NAME = "dcgan-faces/generator"
 FORMAT_VERSION = "3"
@@ -209,12 +209,7 @@ def load_export(path: str | os.PathLike[str], device: str | torch.device = "cpu"
         reference = Generator(config).state_dict()
     expected = {k: tuple(v.shape) for k, v in reference.items() if not k.endswith("num_batches_tracked")}
     expected |= {DIRECTION_PREFIX + e["name"]: (config.nz,) for e in entries}
-    check_tensor_table(path, header, expected, data_size)
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            tensors = {k: f.get_tensor(k) for k in expected}
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{path}: unreadable tensor data ({e})") from None
+    tensors = read_tensors(path, header, expected, data_size)
     meta = header["__metadata__"]
     if version != "1" and content_sha256(tensors, meta if version == "3" else None) != meta[CHECKSUM_KEY]:
         covers = "tensor data or metadata" if version == "3" else "tensor data"

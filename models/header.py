@@ -1,5 +1,5 @@
-"""Reading a safetensors header as untrusted input: bounded, parsed, and every tensor entry checked
-against the shapes the caller expects, before a single tensor byte is read."""
+"""Reading a safetensors file as untrusted input: the header bounded, parsed, and every tensor entry checked
+against the shapes the caller expects, before a single tensor byte is read (``read_tensors``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import math
 import struct
 from pathlib import Path
 from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
 
 MAX_HEADER_BYTES = 1 << 20  # a DCGAN header is a few KB; refuse to parse megabytes of JSON
 ITEMSIZE = {"F32": 4}  # the one dtype our files hold
@@ -54,6 +57,18 @@ def check_tensor_table(
         problem = _entry_problem(entries[name], shape, data_size)
         if problem:
             raise CheckpointError(f"{path}: tensor {name!r} {problem}")
+
+
+def read_tensors(
+    path: Path, header: dict[str, Any], expected: dict[str, tuple[int, ...]], data_size: int
+) -> dict[str, torch.Tensor]:
+    """``check_tensor_table``, then the expected tensors themselves (a ``CheckpointError`` if unreadable)."""
+    check_tensor_table(path, header, expected, data_size)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return {k: f.get_tensor(k) for k in expected}
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path}: unreadable tensor data ({e})") from None
 
 
 def _entry_problem(entry: Any, shape: tuple[int, ...], data_size: int) -> str | None:
