@@ -82,7 +82,7 @@ def main() -> int:
             settings.checkpoint, settings.models_manifest, settings.models_dir, settings.default_model
         )
         for entry in served.entries.values():  # the lifespan loads them for real
-            Engine.preflight(str(entry.path), settings.device, settings.precision)
+            Engine.preflight(str(entry.path), settings.device, settings.precision, settings.runtime)
         Inverter.preflight(settings, served.entries[served.default].path)  # an encoder that does not fit it
     except (StartupError, manifest.ManifestError) as e:
         alone = settings.models_manifest is None and settings.models_dir is None

@@ -257,6 +257,7 @@ class ModelOut(BaseModel):
     device: str
     dtype: str
     precision: str  # fp32 | bf16 (DCGAN_PRECISION); bf16's model_id ends in -bf16
+    runtime: str  # torch | onnxruntime (DCGAN_RUNTIME); onnxruntime's model_id ends in -ort
     max_images_per_request: int
     max_batch_images: int
     max_interpolation_steps: int

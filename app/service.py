@@ -102,7 +102,7 @@ class Service:
     def _load(self, entry: manifests.Entry) -> Engine:
         """An export onto the service's device (``StartupError`` naming the file and the problem)."""
         assert self._device is not None
-        engine = Engine.load(str(entry.path), str(self._device), self.settings.precision)
+        engine = Engine.load(str(entry.path), str(self._device), self.settings.precision, self.settings.runtime)
         s, cpu = self.settings, self._device.type == "cpu"
         # CPU: cache-sized pieces; CUDA: every forward at one shape, the one cuDNN algorithm the contract allows
         engine.chunk_rows = s.cpu_chunk_rows if cpu else min(s.cuda_chunk_rows, padded_rows(s.max_batch_images))

@@ -170,6 +170,11 @@ def worktree(rev: str) -> Iterator[Path]:
             subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=REPO, capture_output=True)
 
 
+def forward_label(precision: str, runtime: str) -> str:
+    """The run's name: ``real forward``, then `` bf16`` or `` ort`` for the opt-in forwards."""
+    return "real forward" + ("" if precision == "fp32" else f" {precision}") + ("" if runtime == "torch" else " ort")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
@@ -183,12 +188,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=1, help="measure every server this many times, interleaved")
     p.add_argument("--workloads", nargs="+", default=["n1"], choices=["n1", "n16"], help="levels per server")
     p.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"], help="DCGAN_PRECISION")
+    runtimes = ["torch", "onnxruntime"]
+    p.add_argument("--runtime", nargs="+", default=["torch"], choices=runtimes, help="DCGAN_RUNTIME (ort: fp32 only)")
     p.add_argument("--limit-seconds", type=float, default=3.0, help="timing of the forward limit (0: skip it)")
     p.add_argument("--tag", default="cpu", help="writes ceiling-<tag>.json")
     p.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks")
     args = p.parse_args(argv)
     runs: list[Run] = [
-        ("real forward" + ("" if p == "fp32" else f" {p}"), None, REPO, {"DCGAN_PRECISION": p}) for p in args.precision
+        (forward_label(p, r), None, REPO, {"DCGAN_PRECISION": p, "DCGAN_RUNTIME": r})
+        for p in args.precision
+        for r in args.runtime
+        if r == "torch" or p == "fp32"  # ONNX Runtime serves fp32 only
     ]
     sleepy = {f"sleep {ms:g} ms/row": [sys.executable, "-m", "bench.sleepy_server", "--ms-per-row", str(ms)]
               for ms in args.sleep_ms_per_row}  # fmt: skip

@@ -67,6 +67,9 @@ class Provenance:
     recipe: dict[str, Any] = field(default_factory=dict)  # the training settings: width, batch, lr, amp, augment...
 
 
+RUNTIME_SUFFIXES = {"torch": "", "onnxruntime": "-ort"}  # a forward's runtime, as its model id says it
+
+
 @dataclass(frozen=True)
 class ExportInfo:
     """What a loaded export says about itself."""
@@ -77,11 +80,14 @@ class ExportInfo:
     sha256: str
     format_version: str = FORMAT_VERSION
     precision: str = "fp32"  # what the weights compute in once loaded (``models.precision``): part of the identity
+    runtime: str = "torch"  # what runs the forward (torch | onnxruntime): part of the identity too
 
     @cached_property
     def model_id(self) -> str:  # cached: a server puts it on every image, and Path() is not free
-        """``<file stem>-<sha256[:12]>``, then ``-bf16`` for a bf16 forward: other pixels, so another model."""
+        """``<file stem>-<sha256[:12]>``, then ``-bf16`` for a bf16 forward and ``-ort`` for an ONNX Runtime
+        one: other pixels, so another model."""
         suffix = "" if self.precision == "fp32" else f"-{self.precision}"
+        suffix += RUNTIME_SUFFIXES[self.runtime]
         return f"{Path(self.path).stem}-{self.sha256[:12]}{suffix}"
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from app.compute.onnx_forward import OnnxForward, OnnxUnavailable, check_runtime
 from app.runtime.cpu_quota import usable_cpus
 from models import Direction, ExportInfo, Generator, load_export
 from models.cuda import capability_problem, exact_convolutions, unavailable_reason
@@ -70,6 +71,15 @@ def check_precision(device: torch.device, precision: str) -> None:
         log.warning("DCGAN_PRECISION=%s on %s: emulated before sm 8.0, likely slower than fp32", precision, device)
 
 
+def check_forward(device: torch.device, precision: str, runtime: str) -> None:
+    """The precision and the runtime on ``device``: ``StartupError`` naming the setting if they cannot run."""
+    check_precision(device, precision)
+    try:
+        check_runtime(runtime, device, precision)
+    except OnnxUnavailable as e:
+        raise StartupError(str(e)) from None
+
+
 def _cores() -> int:
     """CPUs this process may use: its affinity mask, capped by a container's cgroup CPU quota."""
     return usable_cpus()
@@ -118,22 +128,24 @@ class Engine:
     chunk_rows: int | None = None  # forward a large batch in pieces of this many rows (a multiple of 8)
     fixed_shape: bool = False  # CUDA: every piece, the last one too, is padded to exactly chunk_rows
     directions: dict[str, Direction] = field(default_factory=dict)  # by name: the export's, then sefa-0..
+    onnx: OnnxForward | None = None  # DCGAN_RUNTIME=onnxruntime: G(z) in ONNX Runtime, not ``generator``
 
     @classmethod
-    def preflight(cls, checkpoint: str, device_spec: str, precision: str = "fp32") -> None:
-        """Validate the device, the precision on it and the whole export (on the CPU) without keeping
-        anything; ``StartupError`` if not."""
-        check_precision(resolve_device(device_spec, announce=False), precision)
+    def preflight(cls, checkpoint: str, device_spec: str, precision: str = "fp32", runtime: str = "torch") -> None:
+        """Validate the device, the precision and runtime on it and the whole export (on the CPU) without
+        keeping anything; ``StartupError`` if not."""
+        check_forward(resolve_device(device_spec, announce=False), precision, runtime)
         cls._load(checkpoint, torch.device("cpu"))
 
     @classmethod
-    def load(cls, checkpoint: str, device_spec: str, precision: str = "fp32") -> Engine:
-        """Load the export onto the device, to run in ``precision``; raises ``StartupError`` with one clear line."""
+    def load(cls, checkpoint: str, device_spec: str, precision: str = "fp32", runtime: str = "torch") -> Engine:
+        """Load the export onto the device, to run in ``precision`` by ``runtime``; raises ``StartupError``
+        with one clear line."""
         device = resolve_device(device_spec)
-        check_precision(device, precision)
+        check_forward(device, precision, runtime)
         if device.type == "cuda":
             exact_convolutions()  # the byte contract: deterministic cuDNN, IEEE fp32 (process-wide)
-        return cls._load(checkpoint, device).in_precision(precision)
+        return cls._load(checkpoint, device).in_precision(precision).in_runtime(runtime)
 
     @classmethod
     def _load(cls, checkpoint: str, device: torch.device) -> Engine:
@@ -157,6 +169,17 @@ class Engine:
             self.dtype = DTYPES[precision]
         return self
 
+    def in_runtime(self, runtime: str) -> Engine:
+        """Forward with ``runtime`` from now on (``check_runtime`` has passed). ONNX Runtime's pixels differ
+        from PyTorch's by a level here and there, so it is another model too (``-ort``)."""
+        if runtime != "torch":
+            try:
+                self.onnx = OnnxForward(self.generator)
+            except Exception as e:  # the exporter or the session refused this generator
+                raise StartupError(f"{self.info.path}: DCGAN_RUNTIME={runtime}: {type(e).__name__}: {e}") from None
+            self.info = replace(self.info, runtime=runtime)
+        return self
+
     @property
     def nz(self) -> int:
         return self.info.config.nz
@@ -170,7 +193,7 @@ class Engine:
         returns the seconds spent."""
         start = time.perf_counter()
         for rows in warmup_sizes(min(max_batch_images, self.chunk_rows or max_batch_images), self.fixed_shape):
-            render(self.generator, torch.zeros(rows, self.nz))
+            self._render(torch.zeros(rows, self.nz))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         return time.perf_counter() - start
@@ -186,5 +209,11 @@ class Engine:
         """
         rows = self.chunk_rows if self.fixed_shape else None
         if self.chunk_rows is None or (z.shape[0] <= self.chunk_rows and rows is None):
-            return render(self.generator, z)
-        return torch.cat([render(self.generator, part, rows) for part in z.split(self.chunk_rows)])
+            return self._render(z)
+        return torch.cat([self._render(part, rows) for part in z.split(self.chunk_rows)])
+
+    def _render(self, z: torch.Tensor, rows: int | None = None) -> torch.Tensor:
+        """``models.sampling.render`` by this engine's runtime: (N, nz) -> (N, H, W, C) uint8 on the CPU."""
+        if self.onnx is not None:
+            return self.onnx.render(z, rows)
+        return render(self.generator, z, rows)

@@ -51,6 +51,7 @@ async def model(service: AcceptingService) -> ModelOut:
         device=str(engine.device),
         dtype=str(engine.dtype).removeprefix("torch."),
         precision=info.precision,
+        runtime=info.runtime,
         max_images_per_request=service.settings.max_images_per_request,
         max_batch_images=service.settings.max_batch_images,
         max_interpolation_steps=service.settings.max_interpolation_steps,
