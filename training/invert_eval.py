@@ -162,6 +162,11 @@ def figure(
 
 
 TARGETS = {"psnr_db": 20.0, "faithful_s": 3.0, "edit_points": 10.0}
+_FIGURE_SECTION = (
+    "## The figure",
+    "",
+    "![held-out faces: input, aligned, fast, faithful, Smiling +2, Male +2](figure.png)",
+)
 
 
 def _row(cells: list[Any]) -> str:
@@ -180,36 +185,64 @@ def _edit_rate(table: dict[str, dict[str, Any]]) -> float:
 
 def markdown(report: dict[str, Any], command: str) -> str:
     """docs/inversion/README.md: the tables of ``report``, and the targets checked against them."""
-    fid, rt, lat, attrs = report["fidelity"], report["round_trip"], report["latency"], report["attributes"]
-    edits, machine, images = report["edit_success"], report["machine"], report["images"]
-    enc = report["encoder"]["provenance"]
-    norms = report["latent_norm_over_sqrt_nz"]
-    lines = [
+    sections = (
+        _intro(report, command),
+        _round_trip_section(report),
+        _fidelity_section(report),
+        _attribute_section(report["attributes"]),
+        _edit_section(report["edit_success"], report["images"]["count"]),
+        _latency_section(report),
+        _targets_section(report),
+        _FIGURE_SECTION,
+    )
+    return "\n".join(line for section in sections for line in (*section, ""))  # a blank line after each
+
+
+def _intro(report: dict[str, Any], command: str) -> list[str]:
+    """The title, what was measured on which machine, and the encoder's provenance."""
+    images, machine, settings = report["images"], report["machine"], report["settings"]
+    return [
         "# Inversion of held-out faces: the tables",
         "",
         f"Made by `{command}` (raw numbers: [eval.json](eval.json)). {images['count']} held-out CelebA images "
         f"({images['files']}; neither G nor E trained on them), {images['aligned_by']} to "
-        f"{report['size']}×{report['size']}. Faithful mode: {report['settings']['steps']} Adam steps from "
-        f"{report['settings']['starts']} starts. CPU: {machine['cpu']}, {machine['threads']} torch thread(s), "
+        f"{report['size']}×{report['size']}. Faithful mode: {settings['steps']} Adam steps from "
+        f"{settings['starts']} starts. CPU: {machine['cpu']}, {machine['threads']} torch thread(s), "
         f"load average {machine['load_average']} at the start (the machine was shared).",
         "",
-        f"Encoder: {enc.get('recipe', {}).get('steps')} steps, {enc.get('seconds')} s wall"
-        + (f" ({enc['cpu_seconds']} s CPU)" if "cpu_seconds" in enc else "")
-        + f" on {enc.get('device')}, trained on {enc.get('data', {}).get('files')}.",
+        _encoder_line(report["encoder"]["provenance"]),
         "",
         "How it works and what limits fidelity: [design.md](design.md).",
-        "",
+    ]
+
+
+def _encoder_line(enc: dict[str, Any]) -> str:
+    return (
+        f"Encoder: {enc.get('recipe', {}).get('steps')} steps, {enc.get('seconds')} s wall"
+        + (f" ({enc['cpu_seconds']} s CPU)" if "cpu_seconds" in enc else "")
+        + f" on {enc.get('device')}, trained on {enc.get('data', {}).get('files')}."
+    )
+
+
+def _round_trip_section(report: dict[str, Any]) -> list[str]:
+    return [
         "## Round trip on generated faces G(z)",
         "",
         f"{report['round_trip_count']} latents from seeds {ROUND_TRIP_SEED_BASE:,}..; median (p10–p90).",
         "",
         _row(["method", "|ẑ − z| / |z|", "PSNR of G(ẑ) vs G(z), dB"]),
         _row(["---", "---:", "---:"]),
+        *(
+            _row([name.replace("_", " "), _q(r["latent_relative_error"], 3), _q(r["psnr"], 1)])
+            for name, r in report["round_trip"].items()
+        ),
     ]
-    for name, r in rt.items():
-        lines.append(_row([name.replace("_", " "), _q(r["latent_relative_error"], 3), _q(r["psnr"], 1)]))
-    lines += [
-        "",
+
+
+def _fidelity_section(report: dict[str, Any]) -> list[str]:
+    norms = report["latent_norm_over_sqrt_nz"]
+    baseline_images = min(report["settings"]["baseline_images"], report["images"]["count"])
+    lines = [
         "## Fidelity on held-out faces",
         "",
         "Median (p10–p90). |z|/√nz: where the latent sits (N(0, I) latents sit at 1.0).",
@@ -217,15 +250,18 @@ def markdown(report: dict[str, Any], command: str) -> str:
         _row(["method", "PSNR, dB", "SSIM", "|z|/√nz"]),
         _row(["---", "---:", "---:", "---:"]),
     ]
-    for name, r in fid.items():
+    for name, r in report["fidelity"].items():
         norm = _q(norms[name], 2) if name in norms else ""
         label = name.replace("_", " ")
         if name == "random_start_optimisation":
-            label += f" (first {min(report['settings']['baseline_images'], images['count'])} images)"
+            label += f" (first {baseline_images} images)"
         lines.append(_row([label, _q(r["psnr"], 2), _q(r["ssim"], 3), norm]))
-    mean = attrs["mean_over_kept"]
-    lines += [
-        "",
+    return lines
+
+
+def _attribute_section(attrs: dict[str, Any]) -> list[str]:
+    columns = ("accuracy_on_inputs", "agreement_encoder_alone", "agreement_hybrid")
+    return [
         "## Attribute agreement",
         "",
         "The attribute classifier's decision (p > 0.5) on the reconstruction vs on the input, per kept",
@@ -233,29 +269,30 @@ def markdown(report: dict[str, Any], command: str) -> str:
         "",
         _row(["attribute", "classifier accuracy on inputs", "agreement: encoder alone", "agreement: hybrid"]),
         _row(["---", "---:", "---:", "---:"]),
-        _row(["**mean**", mean["accuracy_on_inputs"], mean["agreement_encoder_alone"], mean["agreement_hybrid"]]),
+        _row(["**mean**", *(attrs["mean_over_kept"][c] for c in columns)]),
+        *(_row([name, *(r[c] for c in columns)]) for name, r in attrs["per_attribute"].items()),
     ]
-    for name, r in attrs["per_attribute"].items():
-        lines.append(_row([name, r["accuracy_on_inputs"], r["agreement_encoder_alone"], r["agreement_hybrid"]]))
+
+
+def _edit_section(edits: dict[str, Any], count: int) -> list[str]:
     inv, seeds = edits["inverted"], edits["seeds"]
-    lines += [
-        "",
+    rates = ("raises_at_plus_2", "lowers_at_minus_2")
+    return [
         "## Edit success: inverted latents vs seed latents",
         "",
         "As [docs/edits](../edits/README.md) measures it: the share of latents whose P(attribute) rises at +2σ",
-        f"and falls at −2σ; {images['count']} hybrid latents of held-out faces vs as many seed latents (4,000,000..).",
+        f"and falls at −2σ; {count} hybrid latents of held-out faces vs as many seed latents (4,000,000..).",
         "",
         _row(["direction", "inverted: +2σ raises", "−2σ lowers", "seeds: +2σ raises", "−2σ lowers"]),
         _row(["---", "---:", "---:", "---:", "---:"]),
-    ]
-    for name in inv:
-        a, b = inv[name], seeds[name]
-        lines.append(
-            _row([name, a["raises_at_plus_2"], a["lowers_at_minus_2"], b["raises_at_plus_2"], b["lowers_at_minus_2"]])
-        )
-    lines += [
+        *(_row([name, *(inv[name][k] for k in rates), *(seeds[name][k] for k in rates)]) for name in inv),
         _row(["**mean, points**", f"{_edit_rate(inv):.1f}", "", f"{_edit_rate(seeds):.1f}", ""]),
-        "",
+    ]
+
+
+def _latency_section(report: dict[str, Any]) -> list[str]:
+    lat = report["latency"]
+    return [
         "## Latency per face",
         "",
         f"One face at a time, {lat['threads']} thread(s), median over {report['latency_faces']} faces. CPU seconds "
@@ -268,32 +305,35 @@ def markdown(report: dict[str, Any], command: str) -> str:
         "",
         f"Batched ({report['batch']} faces a batch) faithful inversion took {lat['faithful_batched_per_face_s']} s "
         "wall per face.",
-        "",
+    ]
+
+
+def _targets_section(report: dict[str, Any]) -> list[str]:
+    return [
         "## Targets",
         "",
+        _row(["target", "measured", "goal", "met"]),
+        _row(["---", "---:", "---:", ":---:"]),
+        *(_row([name, value, goal, "yes" if ok else "**no**"]) for name, value, ok, goal in _target_checks(report)),
     ]
-    hybrid_psnr = fid["hybrid"]["psnr"]["median"]
-    gap = _edit_rate(seeds) - _edit_rate(inv)
-    checks = [
+
+
+def _target_checks(report: dict[str, Any]) -> list[tuple[str, str, bool, str]]:
+    """Each target: (what, the measured value, whether it is met, the goal)."""
+    hybrid_psnr = report["fidelity"]["hybrid"]["psnr"]["median"]
+    faithful_cpu_s = report["latency"]["faithful"]["cpu_median_s"]
+    edits = report["edit_success"]
+    gap = _edit_rate(edits["seeds"]) - _edit_rate(edits["inverted"])
+    return [
         ("held-out median PSNR, faithful", f"{hybrid_psnr:.2f} dB", hybrid_psnr >= TARGETS["psnr_db"], "≥ 20 dB"),
         (
             "faithful, per face (CPU s, one thread)",
-            f"{lat['faithful']['cpu_median_s']} s",
-            lat["faithful"]["cpu_median_s"] <= TARGETS["faithful_s"],
+            f"{faithful_cpu_s} s",
+            faithful_cpu_s <= TARGETS["faithful_s"],
             "≤ 3 s",
         ),
         ("edit success, seeds − inverted", f"{gap:+.1f} points", gap <= TARGETS["edit_points"], "≤ 10 points"),
     ]
-    lines += [_row(["target", "measured", "goal", "met"]), _row(["---", "---:", "---:", ":---:"])]
-    lines += [_row([name, value, goal, "yes" if ok else "**no**"]) for name, value, ok, goal in checks]
-    lines += [
-        "",
-        "## The figure",
-        "",
-        "![held-out faces: input, aligned, fast, faithful, Smiling +2, Male +2](figure.png)",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 def cpu_name() -> str:
