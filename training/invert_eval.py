@@ -24,16 +24,16 @@ import platform
 import statistics
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image, ImageDraw
 
-from inversion.encoder import Encoder, default_path, load_encoder
+from inversion.encoder import Encoder, EncoderInfo, default_path, load_encoder
 from inversion.fidelity import from_uint8, psnr, ssim
-from inversion.refine import DEFAULT_STARTS, DEFAULT_STEPS, Objective, invert, refine
+from inversion.refine import DEFAULT_STARTS, DEFAULT_STEPS, InversionResult, Objective, invert, refine
 from models.checkpoint import load_export
 from models.dcgan import Generator
 from models.directions import Direction, edit
@@ -46,6 +46,7 @@ from training.directions import edit_success_at
 
 ROUND_TRIP_SEED_BASE = 5_000_000  # generated faces for the round trip (disjoint from fitting and edit tests)
 RANDOM_SEED_BASE = 6_000_000  # the best-of-N baseline's seeds
+EDIT_SEED_BASE = 4_000_000  # the seed latents edit success on inverted ones is compared with
 FIGURE_EDITS = (("Smiling", 2.0), ("Male", 2.0))
 CELL = 128  # px per figure cell
 HEADER = 28  # px of column titles
@@ -355,23 +356,82 @@ def _batched_invert(
     return z, (time.perf_counter() - began) / len(x)
 
 
+class _Stopwatch:
+    """Runs the measured stages one by one, printing each one's wall seconds and keeping them (``timings_s``)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str, fn: Any) -> Any:
+        began = time.perf_counter()
+        out = fn()
+        self.seconds[name] = round(time.perf_counter() - began, 1)
+        print(f"{name}: {self.seconds[name]} s", file=sys.stderr)
+        return out
+
+
+@dataclass
+class _Inversions:
+    """Each method's answer for the held-out faces x (N, C, S, S)."""
+
+    fast: InversionResult  # the encoder alone
+    best_seeds: torch.Tensor  # (N, C, S, S) the best of the random seeds' faces
+    random_z: torch.Tensor  # (n, nz) Adam from random starts, on the first n = baseline_images faces only
+    hybrid_z: torch.Tensor  # (N, nz) encoder then Adam (faithful)
+    per_face_s: float  # the hybrid's wall seconds per face, batched
+
+
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    """Everything the module docstring lists: writes figure.png to ``args.out``, returns eval.json's report."""
     export = load_export(args.checkpoint)
     G = export.generator
     E, encoder_info = load_encoder(args.encoder or default_path(args.checkpoint), expect_generator=export.info)
     classifier = load_classifier(args.classifier)
+    names, x, mean_face = _held_out(args, G.config.image_size)  # x, mean_face: (N, C, S, S)
+    report = _setup(args, names, encoder_info)
+    timed = _Stopwatch()
+    report["round_trip"] = timed("round trip", lambda: round_trip(G, E, args.round_trip, args.steps, args.starts))
+    found = _invert_all(G, E, x, args, timed)
+    with torch.inference_mode():
+        random_recon, hybrid_recon = G(found.random_z), G(found.hybrid_z)  # (n, C, S, S), (N, C, S, S)
+    report["fidelity"] = _fidelity_table(x, mean_face, found, random_recon, hybrid_recon, args)
+    report["latent_norm_over_sqrt_nz"] = _latent_norms(found, G.config.nz)
+    labels = _labels(Path(args.celeba), names)
+    report["attributes"] = attribute_agreement(
+        classifier, labels, x, {"encoder_alone": found.fast.reconstruction, "hybrid": hybrid_recon}
+    )
+    directions = {d.name: d for d in export.directions if d.kind == "attribute" and d.name in classifier.attributes}
+    kept = list(directions.values())
+    report["edit_success"] = timed("edits", lambda: _edit_success(G, classifier, kept, found.hybrid_z))
+    report["latency"] = timed("latency", lambda: latency(G, E, x[: args.latency_faces], args.steps, args.starts))
+    report["latency"]["faithful_batched_per_face_s"] = round(found.per_face_s, 3)
+    report["timings_s"] = timed.seconds
+    report |= {"size": G.config.image_size, "round_trip_count": args.round_trip, "batch": args.batch}
+    report["latency_faces"] = min(args.latency_faces, len(x))
+    _write_figure(args, names, x, found, G, directions)
+    return report
+
+
+def _held_out(args: argparse.Namespace, image_size: int) -> tuple[tuple[str, ...], torch.Tensor, torch.Tensor]:
+    """The first ``args.images`` held-out faces: their names, the faces x (N, C, S, S) in [-1, 1], and the mean
+    training face expanded to x's shape."""
     data = TrainConfig(
         dataset="celeba",
         data=str(args.celeba),
         max_images=args.max_images,
         holdout=args.holdout,
-        image_size=G.config.image_size,
+        image_size=image_size,
         cache_dir=args.cache_dir,
     )
     held = load_holdout(data)
     names, x = held.names[: args.images], from_uint8(held.images[: args.images])  # (N, C, S, S)
     mean_face = from_uint8(load_images(data).images).mean(0, keepdim=True).expand_as(x)
-    report: dict[str, Any] = {
+    return names, x, mean_face
+
+
+def _setup(args: argparse.Namespace, names: tuple[str, ...], encoder_info: EncoderInfo) -> dict[str, Any]:
+    """The report's first keys: which images, the settings, the encoder and the machine."""
+    return {
         "images": {"files": f"{names[0]}..{names[-1]}", "count": len(names), "aligned_by": "resize + centre crop"},
         "settings": {
             "steps": args.steps,
@@ -383,78 +443,86 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "encoder": {"path": str(encoder_info.path), "provenance": encoder_info.provenance},
         "machine": {"cpu": cpu_name(), "threads": torch.get_num_threads(), "load_average": list(_loadavg())},
     }
-    timings: dict[str, float] = {}
 
-    def timed(name: str, fn: Any) -> Any:
-        began = time.perf_counter()
-        out = fn()
-        timings[name] = round(time.perf_counter() - began, 1)
-        print(f"{name}: {timings[name]} s", file=sys.stderr)
-        return out
 
-    report["round_trip"] = timed("round trip", lambda: round_trip(G, E, args.round_trip, args.steps, args.starts))
+def _invert_all(G: Generator, E: Encoder, x: torch.Tensor, args: argparse.Namespace, timed: _Stopwatch) -> _Inversions:
+    """Every method on the faces x (N, C, S, S), each timed as its own stage."""
     fast = timed("encoder", lambda: invert(G, E, x, mode="fast"))
-    seeds = timed("best of seeds", lambda: best_of_seeds(G, x, args.seeds))
+    best_seeds = timed("best of seeds", lambda: best_of_seeds(G, x, args.seeds))
     g = torch.Generator().manual_seed(0)
-    z0 = torch.randn(len(x), args.starts, G.config.nz, generator=g)
+    z0 = torch.randn(len(x), args.starts, G.config.nz, generator=g)  # (N, starts, nz)
     few = slice(0, args.baseline_images)  # the random-start baseline costs as much as the hybrid: fewer images
-    x_few, z0 = x[few], z0[few]
-    random_z = timed(
-        "random starts",
-        lambda: torch.cat(
-            [
-                refine(G, None, part, z0_part, args.steps)
-                for part, z0_part in zip(x_few.split(args.batch), z0.split(args.batch), strict=True)
-            ]
-        ),
-    )
+    random_z = timed("random starts", lambda: _refine_in_batches(G, x[few], z0[few], args.steps, args.batch))
     hybrid_z, per_face = timed("hybrid", lambda: _batched_invert(G, E, x, args.steps, args.starts, args.batch))
-    with torch.inference_mode():
-        random_recon, hybrid_recon = G(random_z), G(hybrid_z)
-    report["fidelity"] = {
+    return _Inversions(fast, best_seeds, random_z, hybrid_z, per_face)
+
+
+def _refine_in_batches(G: Generator, x: torch.Tensor, z0: torch.Tensor, steps: int, batch: int) -> torch.Tensor:
+    """Adam without the encoder from the starts z0 (n, starts, nz) for the faces x (n, C, S, S): (n, nz)."""
+    return torch.cat(
+        [refine(G, None, part, z0_part, steps) for part, z0_part in zip(x.split(batch), z0.split(batch), strict=True)]
+    )
+
+
+def _fidelity_table(
+    x: torch.Tensor,
+    mean_face: torch.Tensor,
+    found: _Inversions,
+    random_recon: torch.Tensor,
+    hybrid_recon: torch.Tensor,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """PSNR and SSIM against x (N, C, S, S) per method; the random-start baseline's on its first n faces only."""
+    return {
         "mean_face": _fidelity(mean_face, x),
-        f"best_of_{args.seeds}_seeds": _fidelity(seeds, x),
-        "encoder_alone": _fidelity(fast.reconstruction, x),
-        "random_start_optimisation": _fidelity(random_recon, x_few),
+        f"best_of_{args.seeds}_seeds": _fidelity(found.best_seeds, x),
+        "encoder_alone": _fidelity(found.fast.reconstruction, x),
+        "random_start_optimisation": _fidelity(random_recon, x[: args.baseline_images]),
         "hybrid": _fidelity(hybrid_recon, x),
     }
-    report["latent_norm_over_sqrt_nz"] = {
-        "encoder_alone": _stats(fast.z.norm(dim=1) / G.config.nz**0.5),
-        "random_start_optimisation": _stats(random_z.norm(dim=1) / G.config.nz**0.5),
-        "hybrid": _stats(hybrid_z.norm(dim=1) / G.config.nz**0.5),
+
+
+def _latent_norms(found: _Inversions, nz: int) -> dict[str, Any]:
+    """Where each method's latents sit: |z| / √nz (N(0, I) latents sit at 1.0)."""
+    return {
+        "encoder_alone": _stats(found.fast.z.norm(dim=1) / nz**0.5),
+        "random_start_optimisation": _stats(found.random_z.norm(dim=1) / nz**0.5),
+        "hybrid": _stats(found.hybrid_z.norm(dim=1) / nz**0.5),
     }
-    labels = _labels(Path(args.celeba), names)
-    report["attributes"] = attribute_agreement(
-        classifier, labels, x, {"encoder_alone": fast.reconstruction, "hybrid": hybrid_recon}
-    )
-    directions = {d.name: d for d in export.directions if d.kind == "attribute" and d.name in classifier.attributes}
-    kept = list(directions.values())
-    report["edit_success"] = timed(
-        "edits",
-        lambda: {
-            "inverted": edit_success_at(G, classifier, kept, hybrid_z),
-            "seeds": edit_success_at(
-                G, classifier, kept, latents_for_seeds(range(4_000_000, 4_000_000 + len(x)), G.config.nz)
-            ),
-        },
-    )
-    report["latency"] = timed("latency", lambda: latency(G, E, x[: args.latency_faces], args.steps, args.starts))
-    report["latency"]["faithful_batched_per_face_s"] = round(per_face, 3)
-    report["timings_s"] = timings
-    report |= {"size": G.config.image_size, "round_trip_count": args.round_trip, "batch": args.batch}
-    report["latency_faces"] = min(args.latency_faces, len(x))
+
+
+def _edit_success(
+    G: Generator, classifier: Classifier, kept: list[Direction], hybrid_z: torch.Tensor
+) -> dict[str, Any]:
+    """Edit success on the inverted latents (N, nz) and on as many seed latents (the edit test's seeds)."""
+    return {
+        "inverted": edit_success_at(G, classifier, kept, hybrid_z),
+        "seeds": edit_success_at(
+            G, classifier, kept, latents_for_seeds(range(EDIT_SEED_BASE, EDIT_SEED_BASE + len(hybrid_z)), G.config.nz)
+        ),
+    }
+
+
+def _write_figure(
+    args: argparse.Namespace,
+    names: tuple[str, ...],
+    x: torch.Tensor,
+    found: _Inversions,
+    G: Generator,
+    directions: dict[str, Direction],
+) -> None:
+    """figure.png in ``args.out``: the first (up to) 8 held-out faces."""
     root = celeba_root(Path(args.celeba))
     rows = list(range(min(8, len(x))))
     figure(
         args.out / "figure.png",
         [root / names[i] for i in rows],
         x[rows],
-        fast.reconstruction[rows],
+        found.fast.reconstruction[rows],
         G,
-        hybrid_z[rows],
+        found.hybrid_z[rows],
         directions,
     )
-    return report
 
 
 def _labels(celeba: Path, names: tuple[str, ...]) -> torch.Tensor:
