@@ -24,16 +24,16 @@ import platform
 import statistics
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image, ImageDraw
 
-from inversion.encoder import Encoder, default_path, load_encoder
+from inversion.encoder import Encoder, EncoderInfo, default_path, load_encoder
 from inversion.fidelity import from_uint8, psnr, ssim
-from inversion.refine import DEFAULT_STARTS, DEFAULT_STEPS, Objective, invert, refine
+from inversion.refine import DEFAULT_STARTS, DEFAULT_STEPS, InversionResult, Objective, invert, refine
 from models.checkpoint import load_export
 from models.dcgan import Generator
 from models.directions import Direction, edit
@@ -46,6 +46,7 @@ from training.directions import edit_success_at
 
 ROUND_TRIP_SEED_BASE = 5_000_000  # generated faces for the round trip (disjoint from fitting and edit tests)
 RANDOM_SEED_BASE = 6_000_000  # the best-of-N baseline's seeds
+EDIT_SEED_BASE = 4_000_000  # the seed latents edit success on inverted ones is compared with
 FIGURE_EDITS = (("Smiling", 2.0), ("Male", 2.0))
 CELL = 128  # px per figure cell
 HEADER = 28  # px of column titles
@@ -162,6 +163,11 @@ def figure(
 
 
 TARGETS = {"psnr_db": 20.0, "faithful_s": 3.0, "edit_points": 10.0}
+_FIGURE_SECTION = (
+    "## The figure",
+    "",
+    "![held-out faces: input, aligned, fast, faithful, Smiling +2, Male +2](figure.png)",
+)
 
 
 def _row(cells: list[Any]) -> str:
@@ -180,36 +186,64 @@ def _edit_rate(table: dict[str, dict[str, Any]]) -> float:
 
 def markdown(report: dict[str, Any], command: str) -> str:
     """docs/inversion/README.md: the tables of ``report``, and the targets checked against them."""
-    fid, rt, lat, attrs = report["fidelity"], report["round_trip"], report["latency"], report["attributes"]
-    edits, machine, images = report["edit_success"], report["machine"], report["images"]
-    enc = report["encoder"]["provenance"]
-    norms = report["latent_norm_over_sqrt_nz"]
-    lines = [
+    sections = (
+        _intro(report, command),
+        _round_trip_section(report),
+        _fidelity_section(report),
+        _attribute_section(report["attributes"]),
+        _edit_section(report["edit_success"], report["images"]["count"]),
+        _latency_section(report),
+        _targets_section(report),
+        _FIGURE_SECTION,
+    )
+    return "\n".join(line for section in sections for line in (*section, ""))  # a blank line after each
+
+
+def _intro(report: dict[str, Any], command: str) -> list[str]:
+    """The title, what was measured on which machine, and the encoder's provenance."""
+    images, machine, settings = report["images"], report["machine"], report["settings"]
+    return [
         "# Inversion of held-out faces: the tables",
         "",
         f"Made by `{command}` (raw numbers: [eval.json](eval.json)). {images['count']} held-out CelebA images "
         f"({images['files']}; neither G nor E trained on them), {images['aligned_by']} to "
-        f"{report['size']}×{report['size']}. Faithful mode: {report['settings']['steps']} Adam steps from "
-        f"{report['settings']['starts']} starts. CPU: {machine['cpu']}, {machine['threads']} torch thread(s), "
+        f"{report['size']}×{report['size']}. Faithful mode: {settings['steps']} Adam steps from "
+        f"{settings['starts']} starts. CPU: {machine['cpu']}, {machine['threads']} torch thread(s), "
         f"load average {machine['load_average']} at the start (the machine was shared).",
         "",
-        f"Encoder: {enc.get('recipe', {}).get('steps')} steps, {enc.get('seconds')} s wall"
-        + (f" ({enc['cpu_seconds']} s CPU)" if "cpu_seconds" in enc else "")
-        + f" on {enc.get('device')}, trained on {enc.get('data', {}).get('files')}.",
+        _encoder_line(report["encoder"]["provenance"]),
         "",
         "How it works and what limits fidelity: [design.md](design.md).",
-        "",
+    ]
+
+
+def _encoder_line(enc: dict[str, Any]) -> str:
+    return (
+        f"Encoder: {enc.get('recipe', {}).get('steps')} steps, {enc.get('seconds')} s wall"
+        + (f" ({enc['cpu_seconds']} s CPU)" if "cpu_seconds" in enc else "")
+        + f" on {enc.get('device')}, trained on {enc.get('data', {}).get('files')}."
+    )
+
+
+def _round_trip_section(report: dict[str, Any]) -> list[str]:
+    return [
         "## Round trip on generated faces G(z)",
         "",
         f"{report['round_trip_count']} latents from seeds {ROUND_TRIP_SEED_BASE:,}..; median (p10–p90).",
         "",
         _row(["method", "|ẑ − z| / |z|", "PSNR of G(ẑ) vs G(z), dB"]),
         _row(["---", "---:", "---:"]),
+        *(
+            _row([name.replace("_", " "), _q(r["latent_relative_error"], 3), _q(r["psnr"], 1)])
+            for name, r in report["round_trip"].items()
+        ),
     ]
-    for name, r in rt.items():
-        lines.append(_row([name.replace("_", " "), _q(r["latent_relative_error"], 3), _q(r["psnr"], 1)]))
-    lines += [
-        "",
+
+
+def _fidelity_section(report: dict[str, Any]) -> list[str]:
+    norms = report["latent_norm_over_sqrt_nz"]
+    baseline_images = min(report["settings"]["baseline_images"], report["images"]["count"])
+    lines = [
         "## Fidelity on held-out faces",
         "",
         "Median (p10–p90). |z|/√nz: where the latent sits (N(0, I) latents sit at 1.0).",
@@ -217,15 +251,18 @@ def markdown(report: dict[str, Any], command: str) -> str:
         _row(["method", "PSNR, dB", "SSIM", "|z|/√nz"]),
         _row(["---", "---:", "---:", "---:"]),
     ]
-    for name, r in fid.items():
+    for name, r in report["fidelity"].items():
         norm = _q(norms[name], 2) if name in norms else ""
         label = name.replace("_", " ")
         if name == "random_start_optimisation":
-            label += f" (first {min(report['settings']['baseline_images'], images['count'])} images)"
+            label += f" (first {baseline_images} images)"
         lines.append(_row([label, _q(r["psnr"], 2), _q(r["ssim"], 3), norm]))
-    mean = attrs["mean_over_kept"]
-    lines += [
-        "",
+    return lines
+
+
+def _attribute_section(attrs: dict[str, Any]) -> list[str]:
+    columns = ("accuracy_on_inputs", "agreement_encoder_alone", "agreement_hybrid")
+    return [
         "## Attribute agreement",
         "",
         "The attribute classifier's decision (p > 0.5) on the reconstruction vs on the input, per kept",
@@ -233,29 +270,30 @@ def markdown(report: dict[str, Any], command: str) -> str:
         "",
         _row(["attribute", "classifier accuracy on inputs", "agreement: encoder alone", "agreement: hybrid"]),
         _row(["---", "---:", "---:", "---:"]),
-        _row(["**mean**", mean["accuracy_on_inputs"], mean["agreement_encoder_alone"], mean["agreement_hybrid"]]),
+        _row(["**mean**", *(attrs["mean_over_kept"][c] for c in columns)]),
+        *(_row([name, *(r[c] for c in columns)]) for name, r in attrs["per_attribute"].items()),
     ]
-    for name, r in attrs["per_attribute"].items():
-        lines.append(_row([name, r["accuracy_on_inputs"], r["agreement_encoder_alone"], r["agreement_hybrid"]]))
+
+
+def _edit_section(edits: dict[str, Any], count: int) -> list[str]:
     inv, seeds = edits["inverted"], edits["seeds"]
-    lines += [
-        "",
+    rates = ("raises_at_plus_2", "lowers_at_minus_2")
+    return [
         "## Edit success: inverted latents vs seed latents",
         "",
         "As [docs/edits](../edits/README.md) measures it: the share of latents whose P(attribute) rises at +2σ",
-        f"and falls at −2σ; {images['count']} hybrid latents of held-out faces vs as many seed latents (4,000,000..).",
+        f"and falls at −2σ; {count} hybrid latents of held-out faces vs as many seed latents (4,000,000..).",
         "",
         _row(["direction", "inverted: +2σ raises", "−2σ lowers", "seeds: +2σ raises", "−2σ lowers"]),
         _row(["---", "---:", "---:", "---:", "---:"]),
-    ]
-    for name in inv:
-        a, b = inv[name], seeds[name]
-        lines.append(
-            _row([name, a["raises_at_plus_2"], a["lowers_at_minus_2"], b["raises_at_plus_2"], b["lowers_at_minus_2"]])
-        )
-    lines += [
+        *(_row([name, *(inv[name][k] for k in rates), *(seeds[name][k] for k in rates)]) for name in inv),
         _row(["**mean, points**", f"{_edit_rate(inv):.1f}", "", f"{_edit_rate(seeds):.1f}", ""]),
-        "",
+    ]
+
+
+def _latency_section(report: dict[str, Any]) -> list[str]:
+    lat = report["latency"]
+    return [
         "## Latency per face",
         "",
         f"One face at a time, {lat['threads']} thread(s), median over {report['latency_faces']} faces. CPU seconds "
@@ -268,32 +306,35 @@ def markdown(report: dict[str, Any], command: str) -> str:
         "",
         f"Batched ({report['batch']} faces a batch) faithful inversion took {lat['faithful_batched_per_face_s']} s "
         "wall per face.",
-        "",
+    ]
+
+
+def _targets_section(report: dict[str, Any]) -> list[str]:
+    return [
         "## Targets",
         "",
+        _row(["target", "measured", "goal", "met"]),
+        _row(["---", "---:", "---:", ":---:"]),
+        *(_row([name, value, goal, "yes" if ok else "**no**"]) for name, value, ok, goal in _target_checks(report)),
     ]
-    hybrid_psnr = fid["hybrid"]["psnr"]["median"]
-    gap = _edit_rate(seeds) - _edit_rate(inv)
-    checks = [
+
+
+def _target_checks(report: dict[str, Any]) -> list[tuple[str, str, bool, str]]:
+    """Each target: (what, the measured value, whether it is met, the goal)."""
+    hybrid_psnr = report["fidelity"]["hybrid"]["psnr"]["median"]
+    faithful_cpu_s = report["latency"]["faithful"]["cpu_median_s"]
+    edits = report["edit_success"]
+    gap = _edit_rate(edits["seeds"]) - _edit_rate(edits["inverted"])
+    return [
         ("held-out median PSNR, faithful", f"{hybrid_psnr:.2f} dB", hybrid_psnr >= TARGETS["psnr_db"], "≥ 20 dB"),
         (
             "faithful, per face (CPU s, one thread)",
-            f"{lat['faithful']['cpu_median_s']} s",
-            lat["faithful"]["cpu_median_s"] <= TARGETS["faithful_s"],
+            f"{faithful_cpu_s} s",
+            faithful_cpu_s <= TARGETS["faithful_s"],
             "≤ 3 s",
         ),
         ("edit success, seeds − inverted", f"{gap:+.1f} points", gap <= TARGETS["edit_points"], "≤ 10 points"),
     ]
-    lines += [_row(["target", "measured", "goal", "met"]), _row(["---", "---:", "---:", ":---:"])]
-    lines += [_row([name, value, goal, "yes" if ok else "**no**"]) for name, value, ok, goal in checks]
-    lines += [
-        "",
-        "## The figure",
-        "",
-        "![held-out faces: input, aligned, fast, faithful, Smiling +2, Male +2](figure.png)",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 def cpu_name() -> str:
@@ -315,23 +356,82 @@ def _batched_invert(
     return z, (time.perf_counter() - began) / len(x)
 
 
+class _Stopwatch:
+    """Runs the measured stages one by one, printing each one's wall seconds and keeping them (``timings_s``)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str, fn: Any) -> Any:
+        began = time.perf_counter()
+        out = fn()
+        self.seconds[name] = round(time.perf_counter() - began, 1)
+        print(f"{name}: {self.seconds[name]} s", file=sys.stderr)
+        return out
+
+
+@dataclass
+class _Inversions:
+    """Each method's answer for the held-out faces x (N, C, S, S)."""
+
+    fast: InversionResult  # the encoder alone
+    best_seeds: torch.Tensor  # (N, C, S, S) the best of the random seeds' faces
+    random_z: torch.Tensor  # (n, nz) Adam from random starts, on the first n = baseline_images faces only
+    hybrid_z: torch.Tensor  # (N, nz) encoder then Adam (faithful)
+    per_face_s: float  # the hybrid's wall seconds per face, batched
+
+
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    """Everything the module docstring lists: writes figure.png to ``args.out``, returns eval.json's report."""
     export = load_export(args.checkpoint)
     G = export.generator
     E, encoder_info = load_encoder(args.encoder or default_path(args.checkpoint), expect_generator=export.info)
     classifier = load_classifier(args.classifier)
+    names, x, mean_face = _held_out(args, G.config.image_size)  # x, mean_face: (N, C, S, S)
+    report = _setup(args, names, encoder_info)
+    timed = _Stopwatch()
+    report["round_trip"] = timed("round trip", lambda: round_trip(G, E, args.round_trip, args.steps, args.starts))
+    found = _invert_all(G, E, x, args, timed)
+    with torch.inference_mode():
+        random_recon, hybrid_recon = G(found.random_z), G(found.hybrid_z)  # (n, C, S, S), (N, C, S, S)
+    report["fidelity"] = _fidelity_table(x, mean_face, found, random_recon, hybrid_recon, args)
+    report["latent_norm_over_sqrt_nz"] = _latent_norms(found, G.config.nz)
+    labels = _labels(Path(args.celeba), names)
+    report["attributes"] = attribute_agreement(
+        classifier, labels, x, {"encoder_alone": found.fast.reconstruction, "hybrid": hybrid_recon}
+    )
+    directions = {d.name: d for d in export.directions if d.kind == "attribute" and d.name in classifier.attributes}
+    kept = list(directions.values())
+    report["edit_success"] = timed("edits", lambda: _edit_success(G, classifier, kept, found.hybrid_z))
+    report["latency"] = timed("latency", lambda: latency(G, E, x[: args.latency_faces], args.steps, args.starts))
+    report["latency"]["faithful_batched_per_face_s"] = round(found.per_face_s, 3)
+    report["timings_s"] = timed.seconds
+    report |= {"size": G.config.image_size, "round_trip_count": args.round_trip, "batch": args.batch}
+    report["latency_faces"] = min(args.latency_faces, len(x))
+    _write_figure(args, names, x, found, G, directions)
+    return report
+
+
+def _held_out(args: argparse.Namespace, image_size: int) -> tuple[tuple[str, ...], torch.Tensor, torch.Tensor]:
+    """The first ``args.images`` held-out faces: their names, the faces x (N, C, S, S) in [-1, 1], and the mean
+    training face expanded to x's shape."""
     data = TrainConfig(
         dataset="celeba",
         data=str(args.celeba),
         max_images=args.max_images,
         holdout=args.holdout,
-        image_size=G.config.image_size,
+        image_size=image_size,
         cache_dir=args.cache_dir,
     )
     held = load_holdout(data)
     names, x = held.names[: args.images], from_uint8(held.images[: args.images])  # (N, C, S, S)
     mean_face = from_uint8(load_images(data).images).mean(0, keepdim=True).expand_as(x)
-    report: dict[str, Any] = {
+    return names, x, mean_face
+
+
+def _setup(args: argparse.Namespace, names: tuple[str, ...], encoder_info: EncoderInfo) -> dict[str, Any]:
+    """The report's first keys: which images, the settings, the encoder and the machine."""
+    return {
         "images": {"files": f"{names[0]}..{names[-1]}", "count": len(names), "aligned_by": "resize + centre crop"},
         "settings": {
             "steps": args.steps,
@@ -343,78 +443,86 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "encoder": {"path": str(encoder_info.path), "provenance": encoder_info.provenance},
         "machine": {"cpu": cpu_name(), "threads": torch.get_num_threads(), "load_average": list(_loadavg())},
     }
-    timings: dict[str, float] = {}
 
-    def timed(name: str, fn: Any) -> Any:
-        began = time.perf_counter()
-        out = fn()
-        timings[name] = round(time.perf_counter() - began, 1)
-        print(f"{name}: {timings[name]} s", file=sys.stderr)
-        return out
 
-    report["round_trip"] = timed("round trip", lambda: round_trip(G, E, args.round_trip, args.steps, args.starts))
+def _invert_all(G: Generator, E: Encoder, x: torch.Tensor, args: argparse.Namespace, timed: _Stopwatch) -> _Inversions:
+    """Every method on the faces x (N, C, S, S), each timed as its own stage."""
     fast = timed("encoder", lambda: invert(G, E, x, mode="fast"))
-    seeds = timed("best of seeds", lambda: best_of_seeds(G, x, args.seeds))
+    best_seeds = timed("best of seeds", lambda: best_of_seeds(G, x, args.seeds))
     g = torch.Generator().manual_seed(0)
-    z0 = torch.randn(len(x), args.starts, G.config.nz, generator=g)
+    z0 = torch.randn(len(x), args.starts, G.config.nz, generator=g)  # (N, starts, nz)
     few = slice(0, args.baseline_images)  # the random-start baseline costs as much as the hybrid: fewer images
-    x_few, z0 = x[few], z0[few]
-    random_z = timed(
-        "random starts",
-        lambda: torch.cat(
-            [
-                refine(G, None, part, z0_part, args.steps)
-                for part, z0_part in zip(x_few.split(args.batch), z0.split(args.batch), strict=True)
-            ]
-        ),
-    )
+    random_z = timed("random starts", lambda: _refine_in_batches(G, x[few], z0[few], args.steps, args.batch))
     hybrid_z, per_face = timed("hybrid", lambda: _batched_invert(G, E, x, args.steps, args.starts, args.batch))
-    with torch.inference_mode():
-        random_recon, hybrid_recon = G(random_z), G(hybrid_z)
-    report["fidelity"] = {
+    return _Inversions(fast, best_seeds, random_z, hybrid_z, per_face)
+
+
+def _refine_in_batches(G: Generator, x: torch.Tensor, z0: torch.Tensor, steps: int, batch: int) -> torch.Tensor:
+    """Adam without the encoder from the starts z0 (n, starts, nz) for the faces x (n, C, S, S): (n, nz)."""
+    return torch.cat(
+        [refine(G, None, part, z0_part, steps) for part, z0_part in zip(x.split(batch), z0.split(batch), strict=True)]
+    )
+
+
+def _fidelity_table(
+    x: torch.Tensor,
+    mean_face: torch.Tensor,
+    found: _Inversions,
+    random_recon: torch.Tensor,
+    hybrid_recon: torch.Tensor,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """PSNR and SSIM against x (N, C, S, S) per method; the random-start baseline's on its first n faces only."""
+    return {
         "mean_face": _fidelity(mean_face, x),
-        f"best_of_{args.seeds}_seeds": _fidelity(seeds, x),
-        "encoder_alone": _fidelity(fast.reconstruction, x),
-        "random_start_optimisation": _fidelity(random_recon, x_few),
+        f"best_of_{args.seeds}_seeds": _fidelity(found.best_seeds, x),
+        "encoder_alone": _fidelity(found.fast.reconstruction, x),
+        "random_start_optimisation": _fidelity(random_recon, x[: args.baseline_images]),
         "hybrid": _fidelity(hybrid_recon, x),
     }
-    report["latent_norm_over_sqrt_nz"] = {
-        "encoder_alone": _stats(fast.z.norm(dim=1) / G.config.nz**0.5),
-        "random_start_optimisation": _stats(random_z.norm(dim=1) / G.config.nz**0.5),
-        "hybrid": _stats(hybrid_z.norm(dim=1) / G.config.nz**0.5),
+
+
+def _latent_norms(found: _Inversions, nz: int) -> dict[str, Any]:
+    """Where each method's latents sit: |z| / √nz (N(0, I) latents sit at 1.0)."""
+    return {
+        "encoder_alone": _stats(found.fast.z.norm(dim=1) / nz**0.5),
+        "random_start_optimisation": _stats(found.random_z.norm(dim=1) / nz**0.5),
+        "hybrid": _stats(found.hybrid_z.norm(dim=1) / nz**0.5),
     }
-    labels = _labels(Path(args.celeba), names)
-    report["attributes"] = attribute_agreement(
-        classifier, labels, x, {"encoder_alone": fast.reconstruction, "hybrid": hybrid_recon}
-    )
-    directions = {d.name: d for d in export.directions if d.kind == "attribute" and d.name in classifier.attributes}
-    kept = list(directions.values())
-    report["edit_success"] = timed(
-        "edits",
-        lambda: {
-            "inverted": edit_success_at(G, classifier, kept, hybrid_z),
-            "seeds": edit_success_at(
-                G, classifier, kept, latents_for_seeds(range(4_000_000, 4_000_000 + len(x)), G.config.nz)
-            ),
-        },
-    )
-    report["latency"] = timed("latency", lambda: latency(G, E, x[: args.latency_faces], args.steps, args.starts))
-    report["latency"]["faithful_batched_per_face_s"] = round(per_face, 3)
-    report["timings_s"] = timings
-    report |= {"size": G.config.image_size, "round_trip_count": args.round_trip, "batch": args.batch}
-    report["latency_faces"] = min(args.latency_faces, len(x))
+
+
+def _edit_success(
+    G: Generator, classifier: Classifier, kept: list[Direction], hybrid_z: torch.Tensor
+) -> dict[str, Any]:
+    """Edit success on the inverted latents (N, nz) and on as many seed latents (the edit test's seeds)."""
+    return {
+        "inverted": edit_success_at(G, classifier, kept, hybrid_z),
+        "seeds": edit_success_at(
+            G, classifier, kept, latents_for_seeds(range(EDIT_SEED_BASE, EDIT_SEED_BASE + len(hybrid_z)), G.config.nz)
+        ),
+    }
+
+
+def _write_figure(
+    args: argparse.Namespace,
+    names: tuple[str, ...],
+    x: torch.Tensor,
+    found: _Inversions,
+    G: Generator,
+    directions: dict[str, Direction],
+) -> None:
+    """figure.png in ``args.out``: the first (up to) 8 held-out faces."""
     root = celeba_root(Path(args.celeba))
     rows = list(range(min(8, len(x))))
     figure(
         args.out / "figure.png",
         [root / names[i] for i in rows],
         x[rows],
-        fast.reconstruction[rows],
+        found.fast.reconstruction[rows],
         G,
-        hybrid_z[rows],
+        found.hybrid_z[rows],
         directions,
     )
-    return report
 
 
 def _labels(celeba: Path, names: tuple[str, ...]) -> torch.Tensor:

@@ -56,7 +56,15 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
+        r = self.registry  # the groups register in this order, the order a scrape lists them in
+        self._add_generation(r)
+        self._add_models(r)
+        self._add_http(r)
+        self._add_health(r)
+        self._add_inversion(r)
+
+    def _add_generation(self, r: CollectorRegistry) -> None:
+        """Images rendered, the batcher's queue and batches, generator forwards, refused requests."""
         # `model`: a registry name (bounded by DCGAN_MAX_LOADED_MODELS and the manifest), "" outside a model
         self.images_generated = Counter(
             "dcgan_images_generated_total", "Images rendered by the generator", ["model"], registry=r
@@ -81,6 +89,11 @@ class Metrics:
         )
         self.queue_depth = QueueDepth(r)
         self.rejections = Counter("dcgan_rejections", "Requests refused, by reason", ["reason"], registry=r)
+        # every reason's series exists from the start (zeros), so dashboards see them before the first refusal
+        self._rejected = {reason: self.rejections.labels(reason) for reason in REJECTION_REASONS}
+
+    def _add_models(self, r: CollectorRegistry) -> None:
+        """The loaded generators, model swaps, and the in-process face cache."""
         self.model_info = Gauge(
             "dcgan_model_info",
             "A loaded generator, by registry name (value is always 1)",
@@ -99,6 +112,9 @@ class Metrics:
         )
         self.face_cache_hits, self.face_cache_misses = self.face_cache.labels("hit"), self.face_cache.labels("miss")
         self.face_cache_bytes = Gauge("dcgan_face_cache_bytes", "Bytes of encoded faces in the cache", registry=r)
+
+    def _add_http(self, r: CollectorRegistry) -> None:
+        """Every HTTP response, counted and timed (by HttpMetricsMiddleware)."""
         self.http_requests = Counter(
             "dcgan_http_requests",
             'HTTP requests by route template, method, status and model (registry name; "" for none)',
@@ -112,8 +128,9 @@ class Metrics:
             buckets=_FAST_BUCKETS,
             registry=r,
         )
-        # every reason's series exists from the start (zeros), so dashboards see them before the first refusal
-        self._rejected = {reason: self.rejections.labels(reason) for reason in REJECTION_REASONS}
+
+    def _add_health(self, r: CollectorRegistry) -> None:
+        """What the orchestrator watches: a lost device, and the requests in flight (the autoscaling signal)."""
         self.device_lost = Gauge(
             "dcgan_device_lost", "1 once a CUDA error left the device unusable (the pod is being replaced)", registry=r
         )
@@ -121,6 +138,9 @@ class Metrics:
         Gauge(
             "dcgan_http_requests_in_flight", "HTTP requests being handled now (the autoscaling signal)", registry=r
         ).set_function(lambda: self.in_flight)
+
+    def _add_inversion(self, r: CollectorRegistry) -> None:
+        """POST /invert: requests by mode and outcome, their duration and steps, the inversion queue."""
         self.inversions = Counter(
             "dcgan_inversions", "POST /invert requests by mode and outcome", ["mode", "outcome"], registry=r
         )
