@@ -1,14 +1,16 @@
 """Where the server's CPU goes at n=1 (or n=16), by part of the request's path.
 
     python -m bench.profile --precision fp32 bf16          # about 1 min; needs py-spy (pip install py-spy)
+    python -m bench.profile --runtime torch onnxruntime    # PyTorch's fp32 forward and ONNX Runtime's
 
 First, in this process, the CPU time (``time.process_time``, one torch thread, as a forward worker runs)
 of each step a forward worker takes for n=1 requests: the seeds' latents, the forward at the server's
 typical batch (``--rows``), and each request's grid and PNG. Then the live server:
 
-Starts ``python -m app`` per precision, drives it with 64 closed-loop clients (``bench.loadgen``), and
-samples every thread with py-spy (``--threads``, busy samples only, native frames off: time in torch or
-fpng counts to the Python line that called it). Each sample is put in the first part whose marker its
+Starts ``python -m app`` per forward (precision x runtime; ONNX Runtime runs fp32 only), drives it with
+64 closed-loop clients (``bench.loadgen``), and samples every thread with py-spy (``--threads``, busy
+samples only, native frames off: time in torch, ONNX Runtime or fpng counts to the Python line that
+called it). Each sample is put in the first part whose marker its
 stack holds, in this order: the forward (``Engine.forward``), PNG encoding (``app/compute/encoding.py``),
 the seeds' latents (``models/latent.py``), the rest of a forward worker, then the main thread (the
 event loop: uvicorn, FastAPI, the batcher) and anything else. Prints each part's share of the samples.
@@ -55,7 +57,16 @@ def parts(collapsed: str) -> dict[str, int]:
     return dict(counts)
 
 
-def components(checkpoint: Path, precision: str, rows: int, seconds: float = 2.0) -> dict[str, float]:
+def forwards(precisions: list[str], runtimes: list[str]) -> list[tuple[str, str]]:
+    """The (precision, runtime) pairs to profile: every one the server accepts (ONNX Runtime: fp32 only)."""
+    return [(p, r) for p in precisions for r in runtimes if r == "torch" or p == "fp32"]
+
+
+def label(precision: str, runtime: str) -> str:
+    return precision + ("" if runtime == "torch" else f" {runtime}")
+
+
+def components(checkpoint: Path, precision: str, runtime: str, rows: int, seconds: float = 2.0) -> dict[str, float]:
     """Microseconds of CPU per image for each step a forward worker takes for n=1 requests."""
     import torch
 
@@ -64,7 +75,7 @@ def components(checkpoint: Path, precision: str, rows: int, seconds: float = 2.0
     from models import latents_for_seeds
 
     torch.set_num_threads(1)
-    engine = Engine.load(str(checkpoint), "cpu", precision)
+    engine = Engine.load(str(checkpoint), "cpu", precision, runtime)
     z = latents_for_seeds(range(rows), engine.nz)
     images = engine.forward(z)
     text = {"dcgan:model_id": engine.info.model_id, "dcgan:sha256": engine.info.sha256, "dcgan:seed": "1"}
@@ -88,22 +99,26 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     p.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
+    p.add_argument("--runtime", nargs="+", default=["torch"], choices=["torch", "onnxruntime"])
     p.add_argument("--workload", default="n1", choices=["n1", "n16"])
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--duration", type=float, default=10.0)
     p.add_argument("--rows", type=int, default=16, help="in-process forward: rows per batch (n=1 at 64 clients: ~16)")
     p.add_argument("--raw", type=Path, help="also keep py-spy's collapsed stacks here, one file per precision")
     args = p.parse_args(argv)
-    for precision in args.precision:
-        steps = components(args.checkpoint, precision, args.rows)
-        print(f"{precision}: CPU per image, in-process: " + ", ".join(f"{k} {v:.0f} us" for k, v in steps.items()))
+    pairs = forwards(args.precision, args.runtime)
+    for precision, runtime in pairs:
+        steps = components(args.checkpoint, precision, runtime, args.rows)
+        each = ", ".join(f"{k} {v:.0f} us" for k, v in steps.items())
+        print(f"{label(precision, runtime)}: CPU per image, in-process: {each}")
     spawn = get_context("spawn")
     with ProcessPoolExecutor(
         1, mp_context=spawn, initializer=loadgen.pin, initargs=([(os.cpu_count() or 1) - 1],)
     ) as pool:
-        for precision in args.precision:
+        for precision, runtime in pairs:
+            env = {"DCGAN_PRECISION": precision, "DCGAN_RUNTIME": runtime}
             with (
-                server(args.checkpoint, "cpu", {"DCGAN_PRECISION": precision}, None) as srv,
+                server(args.checkpoint, "cpu", env, None) as srv,
                 tempfile.TemporaryDirectory() as tmp,
             ):
                 out = Path(tmp) / "profile.txt"
@@ -118,10 +133,11 @@ def main(argv: list[str] | None = None) -> int:
                 collapsed = out.read_text()
                 if args.raw:
                     args.raw.mkdir(parents=True, exist_ok=True)
-                    (args.raw / f"py-spy-{precision}-{args.workload}.txt").write_text(collapsed)
+                    name = f"py-spy-{label(precision, runtime).replace(' ', '-')}-{args.workload}.txt"
+                    (args.raw / name).write_text(collapsed)
                 counts = parts(collapsed)
             total = sum(counts.values()) or 1
-            print(f"{precision}, {args.workload} at {args.concurrency} clients: {total} busy samples")
+            print(f"{label(precision, runtime)}, {args.workload} at {args.concurrency} clients: {total} busy samples")
             for name, n in sorted(counts.items(), key=lambda kv: -kv[1]):
                 print(f"  {n / total:6.1%}  {name}")
     return 0

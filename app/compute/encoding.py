@@ -8,6 +8,7 @@ fixed compression settings, text chunks in a fixed (sorted) order.
 from __future__ import annotations
 
 import io
+import math
 import struct
 import zlib
 from collections.abc import Mapping, Sequence
@@ -96,12 +97,22 @@ def tile(rows: Sequence[Sequence[Pixels | None]], pad: int = GRID_PAD) -> np.nda
     return canvas
 
 
-def grid(images: Pixels, cols: int | None = None) -> np.ndarray:
-    """(N, H, W, C) -> a near-square grid (or ``cols`` wide), row-major in the order given."""
-    array = images.numpy() if isinstance(images, torch.Tensor) else images  # one conversion, numpy views after
-    n = array.shape[0]
-    cols = cols or max(1, int(np.ceil(np.sqrt(n))))
-    return tile([list(array[i : i + cols]) for i in range(0, n, cols)])
+def grid(images: Pixels, cols: int | None = None, pad: int = GRID_PAD) -> np.ndarray:
+    """(N, H, W, C) -> a near-square grid (or ``cols`` wide), row-major in the order given: what ``tile``
+    lays out, in at most two copies (the full rows, then the last) instead of one per image."""
+    array = images.numpy() if isinstance(images, torch.Tensor) else images  # (N, H, W, C)
+    n, h, w, c = array.shape
+    cols = min(cols or math.isqrt(n - 1) + 1, n)  # ceil(sqrt(n)); never wider than the images
+    rows, full = -(-n // cols), n // cols
+    canvas = np.zeros((rows * (h + pad) + pad, cols * (w + pad) + pad, c), dtype=np.uint8)
+    if n == 1:  # the n=1 request, the commonest: one copy, no views
+        canvas[pad : pad + h, pad : pad + w] = array[0]
+        return canvas
+    cells = canvas[pad:, pad:].reshape(rows, h + pad, cols, w + pad, c)[:, :h, :, :w]  # (rows, H, cols, W, C) view
+    cells[:full] = array[: full * cols].reshape(full, cols, h, w, c).transpose(0, 2, 1, 3, 4)
+    if full < rows:  # the last row is short
+        cells[full, :, : n - full * cols] = array[full * cols :].transpose(1, 0, 2, 3)
+    return canvas
 
 
 # Pillow's per-format options: GIF unoptimised (byte-stable), WebP lossless at a fixed effort
