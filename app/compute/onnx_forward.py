@@ -46,8 +46,7 @@ def check_runtime(runtime: str, device: torch.device, precision: str) -> None:
         )
     if precision != "fp32":
         raise OnnxUnavailable(
-            f"DCGAN_RUNTIME=onnxruntime runs fp32 only, and DCGAN_PRECISION={precision} "
-            "(pick one of the two speed-ups)"
+            f"DCGAN_RUNTIME=onnxruntime runs fp32 only, and DCGAN_PRECISION={precision} (pick one of the two speed-ups)"
         )
     try:
         import onnxruntime  # noqa: F401

@@ -33,7 +33,7 @@ import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from app.compute.encoding import png
@@ -183,7 +183,9 @@ class Inverter:
             self._generator, self._encoder, data,
             mode=options.mode, steps=options.steps, align=options.align, max_pixels=s.invert_max_pixels,
         )  # fmt: skip
-        info = self._engine.info
+        # the reconstruction is this private fp32 PyTorch generator's: its text names that model, not a
+        # -bf16 or -ort one the forward workers serve (whose pixels for the latent are a level or a few off)
+        info = replace(self._engine.info, precision="fp32", runtime="torch")
         text = png_text(info, "invert", mode=options.mode, steps=result.steps, align=options.align)
         return Inverted(result, png(result.aligned.crop, {}), png(result.reconstruction, text))
 

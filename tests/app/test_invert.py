@@ -284,3 +284,17 @@ async def test_inversion_runs_in_fp32_when_generation_serves_bf16(invert_setting
         gen = await s.http.post("/generate", json={"latents": [out["latent"]]})  # drawn in bf16: a few levels off
         drawn = np.asarray(Image.open(io.BytesIO(gen.content)).convert("RGB"))[2:-2, 2:-2].astype(int)
         assert np.abs(drawn - decode(out["reconstruction"]).astype(int)).max() <= 16
+
+
+async def test_the_reconstruction_names_the_fp32_pytorch_model_that_drew_it(
+    invert_settings: Callable[..., Settings],
+) -> None:
+    """With DCGAN_RUNTIME=onnxruntime generation is the -ort model; the reconstruction is drawn by the
+    inverter's own fp32 PyTorch generator, and its PNG text says so (the JSON names the served model)."""
+    async with serve(invert_settings(runtime="onnxruntime", invert_default_steps=2)) as s:
+        r = await post(s, photo(seed=5), query={"align": "false"})
+        assert r.status_code == 200, r.text
+        out = r.json()
+    assert out["model_id"] == s.service.info.model_id and out["model_id"].endswith("-ort")
+    with Image.open(io.BytesIO(base64.b64decode(out["reconstruction"]))) as img:
+        assert img.text["dcgan:model_id"] == out["model_id"].removesuffix("-ort")  # type: ignore[attr-defined]
