@@ -16,6 +16,7 @@ import functools
 import json
 import logging
 import time
+import weakref
 from typing import Any, Literal
 
 import torch
@@ -58,6 +59,9 @@ class Service:
         self._slots = asyncio.Semaphore(1)  # the forward workers, shared by every model's batcher (start() sizes it)
         self.failure: str | None = None  # what made the device unusable (state "failed")
         self.inverter: Inverter | str = "the service is starting"  # the inverter, or why /invert is unavailable
+        self._inverter_for: weakref.ref[Engine] | None = None  # the default engine ``inverter`` was made for
+        self._invert_lock = asyncio.Lock()
+        self._closing: set[asyncio.Task[None]] = set()  # inverters replaced by a move of the default model
 
     @property
     def accepting(self) -> bool:
@@ -142,10 +146,7 @@ class Service:
         )  # fmt: skip
         start = time.perf_counter()
         await self._registry.start({})  # loads every model, warms each on every worker, before ready
-        default = self._registry.resolve(None).engine  # /invert inverts into the default model's latent space
-        self.inverter = await asyncio.to_thread(Inverter.load, s, self.metrics, default)  # str: why not (503)
-        if isinstance(self.inverter, str):
-            log.warning("POST /invert unavailable: %s", self.inverter)
+        await self._bind_inverter(self._registry.resolve(None).engine, starting=True)
         log.info(
             "loaded %s on %s (default %r); warm-up %.2f s; %d forward worker(s) of %d torch thread(s)",
             ", ".join(f"{m.name}={m.info.model_id}" for m in self._registry.models.values()),
@@ -153,6 +154,39 @@ class Service:
         )
         if self.state != "failed":  # a lost device stays lost, even for a lifespan started again
             self.state = "ready"
+
+    async def default_inverter(self) -> Inverter | str:
+        """/invert's inverter: the default model's (its export and encoder), or why there is none (503).
+        When the default has moved (admin API, SIGHUP, a new version), the next inversion binds to it."""
+        engine = self.registry.resolve(None).engine
+        if not self._inverter_is_for(engine):
+            async with self._invert_lock:
+                if not self._inverter_is_for(engine):  # not bound by another request meanwhile
+                    await self._bind_inverter(engine)
+        return self.inverter
+
+    def _inverter_is_for(self, engine: Engine) -> bool:
+        return self._inverter_for is not None and self._inverter_for() is engine
+
+    async def _bind_inverter(self, engine: Engine, *, starting: bool = False) -> None:
+        """Make ``engine``'s inverter the one /invert uses; the one it replaces closes once its inversions end.
+        A bad encoder file stops the start (``StartupError``); once serving, it makes /invert a 503 instead."""
+        old = self.inverter
+        try:
+            self.inverter = await asyncio.to_thread(Inverter.load, self.settings, self.metrics, engine)  # str: why not
+        except StartupError as e:
+            if starting:
+                raise
+            self.inverter = f"the default model's encoder cannot be used: {e}"
+        self._inverter_for = weakref.ref(engine)  # weak: a swapped-out engine is freed once drained
+        if isinstance(self.inverter, str):
+            log.warning("POST /invert unavailable for %s: %s", engine.info.model_id, self.inverter)
+        elif isinstance(old, Inverter):
+            log.info("POST /invert now inverts into %s", engine.info.model_id)
+        if isinstance(old, Inverter):
+            task = asyncio.get_running_loop().create_task(asyncio.to_thread(old.close), name="close inverter")
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     def device_lost(self, error: BaseException) -> None:
         """A forward met an error that leaves the device unusable (called from a worker thread): every later
@@ -184,6 +218,7 @@ class Service:
             await asyncio.to_thread(self._pool.close)  # waits for a forward still running
         if isinstance(self.inverter, Inverter):
             await asyncio.to_thread(self.inverter.close)  # waits for an inversion still running
+        await asyncio.gather(*self._closing)  # replaced inverters, still finishing theirs
 
     async def generate(
         self, model: ServedModel, seeds: list[int] | None, z: Rows, truncation: float | None, fmt: str, request: Request

@@ -88,7 +88,8 @@ class Inverter:
     def __init__(
         self, settings: Settings, metrics: Metrics, engine: Engine, generator: Generator, encoder: Encoder
     ) -> None:
-        self.settings, self.metrics, self._engine = settings, metrics, engine
+        self.settings, self.metrics = settings, metrics
+        self.info = engine.info  # the served model's identity; not the engine, which a swap may free
         self._generator = generator.eval().requires_grad_(False)
         self._encoder = encoder
         self._threads = ThreadPoolExecutor(
@@ -134,7 +135,7 @@ class Inverter:
 
     @property
     def model_id(self) -> str:
-        return self._engine.info.model_id
+        return self.info.model_id
 
     @asynccontextmanager
     async def admit(self) -> AsyncIterator[None]:
@@ -185,7 +186,7 @@ class Inverter:
         )  # fmt: skip
         # the reconstruction is this private fp32 PyTorch generator's: its text names that model, not a
         # -bf16 or -ort one the forward workers serve (whose pixels for the latent are a level or a few off)
-        info = replace(self._engine.info, precision="fp32", runtime="torch")
+        info = replace(self.info, precision="fp32", runtime="torch")
         text = png_text(info, "invert", mode=options.mode, steps=result.steps, align=options.align)
         return Inverted(result, png(result.aligned.crop, {}), png(result.reconstruction, text))
 

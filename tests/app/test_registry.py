@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gc
+import io
 import os
 import signal
 import time
@@ -14,13 +15,16 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from app.compute.engine import Engine
 from app.runtime.settings import Settings
 from tests.app.conftest import Served, serve, wait_for
 from tests.app.registry_fixtures import ADMIN, export, hostile, manifest
+from tests.conftest import tiny_encoder
 
 pytestmark = pytest.mark.anyio
 ADMIN_HEADERS = {"X-Admin-Token": ADMIN}
@@ -341,3 +345,46 @@ async def test_admitted_requests_finish_on_the_version_they_resolved(two: Served
         assert response.headers["x-model-id"] == old_id and response.content == old_bytes
     assert (await after).headers["x-model-id"] == new_id != old_id
     await two.service.registry.drained()
+
+
+async def test_invert_follows_the_default_model(registry_settings: Callable[..., Settings], models_dir: Path) -> None:
+    """/invert inverts into the default model: an encoder beside alpha only, so moving the default to beta
+    makes /invert a 503 naming beta's missing encoder, and moving it back inverts into alpha again."""
+    tiny_encoder(models_dir / "alpha-1.safetensors")
+    image = {"image": ("me.png", _png(seed=3))}
+
+    async def invert() -> Any:
+        return await s.http.post("/invert", params={"align": "false", "mode": "fast"}, files=image)
+
+    async with serve(registry_settings(invert_nice=0)) as s:
+        first = await invert()
+        assert first.status_code == 200, first.text
+        alpha_id = s.service.registry.models["alpha"].info.model_id
+        assert first.json()["model_id"] == alpha_id
+        assert (await s.http.put("/admin/default", headers=ADMIN_HEADERS, json={"name": "beta"})).status_code == 200
+        moved = await invert()
+        assert moved.status_code == 503 and "beta.encoder.safetensors" in moved.text, moved.text
+        assert (await s.http.put("/admin/default", headers=ADMIN_HEADERS, json={"name": "alpha"})).status_code == 200
+        back = await invert()
+        assert back.status_code == 200 and back.json()["model_id"] == alpha_id
+        assert back.json()["latent"] == first.json()["latent"]  # the same encoder, the same photo
+
+
+def _png(seed: int) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+async def test_a_default_whose_encoder_does_not_fit_makes_invert_a_503(
+    registry_settings: Callable[..., Settings], models_dir: Path
+) -> None:
+    """DCGAN_INVERT_ENCODER names alpha's encoder; once beta is the default that file does not fit its
+    generator: /invert answers 503 saying so, and everything else keeps serving."""
+    encoder = tiny_encoder(models_dir / "alpha-1.safetensors")
+    async with serve(registry_settings(invert_encoder=encoder, invert_nice=0)) as s:
+        assert (await s.http.put("/admin/default", headers=ADMIN_HEADERS, json={"name": "beta"})).status_code == 200
+        r = await s.http.post("/invert", params={"align": "false"}, files={"image": ("me.png", _png(seed=1))})
+        assert r.status_code == 503 and "encoder cannot be used" in r.text, r.text
+        assert (await s.http.post("/generate", params={"n": 1})).status_code == 200

@@ -58,5 +58,5 @@ async def invert(
     it is in /generate (``latents``), /edit (``latent``), /interpolate (``latent_a``/``latent_b``) and
     /arithmetic (a term's ``latents``). Options go in the query or as form fields (not both). Limits:
     DCGAN_INVERT_* settings (upload bytes, pixels, steps, concurrency, queue, deadline)."""
-    out = await handle(service.inverter, request, QueryOptions(mode, steps, align), service.metrics)
+    out = await handle(await service.default_inverter(), request, QueryOptions(mode, steps, align), service.metrics)
     return JSONResponse(out.model_dump())
