@@ -21,7 +21,7 @@ from app.compute.engine import Engine
 from app.main import create_app
 from app.runtime.settings import Settings
 from app.service import Service
-from models import DCGANConfig
+from models import DCGANConfig, latents_for_seeds
 from tests.conftest import tiny_encoder, tiny_export
 
 TINY = DCGANConfig(nz=16, ngf=8, ndf=8, image_size=32)
@@ -148,3 +148,16 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None
     while not predicate():
         assert loop.time() < end, "condition not reached in time"
         await asyncio.sleep(0.005)
+
+
+def assert_batch_independent(engine: Engine) -> None:
+    """The byte contract of ``engine.forward``: 256 seeds rendered one per forward are the reference; then
+    batches of 1, 7, 64 and 256 (shuffled, so every seed meets other neighbours at another position) must
+    give the same bytes."""
+    z = latents_for_seeds(range(256), engine.nz)  # (256, nz)
+    alone = torch.cat([engine.forward(z[i : i + 1]) for i in range(256)])
+    order = torch.randperm(256, generator=torch.Generator().manual_seed(0))
+    for n in (1, 7, 64, 256):
+        for start in range(0, 256, n)[:4]:
+            rows = order[start : start + n]
+            assert torch.equal(engine.forward(z[rows]), alone[rows]), (n, start)
