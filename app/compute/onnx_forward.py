@@ -90,6 +90,8 @@ def _onnx_bytes(generator: Generator) -> bytes:
     """The eval-mode fp32 generator as an ONNX model (serialized protobuf), batch dimension dynamic."""
     if generator.training:
         raise RuntimeError("the ONNX graph needs an eval-mode generator (train-mode BatchNorm mixes the batch)")
+    for name in ("onnxscript", "onnx_ir"):  # the exporter's optimiser logs each pass at INFO
+        logging.getLogger(name).setLevel(logging.WARNING)
     example = torch.zeros(8, generator.config.nz)  # (8, nz)
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
     program = torch.onnx.export(
