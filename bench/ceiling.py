@@ -42,7 +42,7 @@ from typing import Any
 
 from app.runtime.settings import DEFAULT_CHECKPOINT
 from bench import loadgen, report
-from bench.serve import REPO, forward_limit, machine, server
+from bench.serve import REPO, forward_limit, forwards, machine, server
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -196,9 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     runs: list[Run] = [
         (forward_label(p, r), None, REPO, {"DCGAN_PRECISION": p, "DCGAN_RUNTIME": r})
-        for p in args.precision
-        for r in args.runtime
-        if r == "torch" or p == "fp32"  # ONNX Runtime serves fp32 only
+        for p, r in forwards(args.precision, args.runtime)
     ]
     sleepy = {f"sleep {ms:g} ms/row": [sys.executable, "-m", "bench.sleepy_server", "--ms-per-row", str(ms)]
               for ms in args.sleep_ms_per_row}  # fmt: skip

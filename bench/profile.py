@@ -31,7 +31,7 @@ from pathlib import Path
 
 from app.runtime.settings import DEFAULT_CHECKPOINT
 from bench import loadgen
-from bench.serve import server
+from bench.serve import forwards, server
 
 _VENV_PY_SPY = Path(sys.executable).parent / "py-spy"  # pip installs it beside the interpreter
 PY_SPY = str(_VENV_PY_SPY) if _VENV_PY_SPY.exists() else "py-spy"
@@ -55,11 +55,6 @@ def parts(collapsed: str) -> dict[str, int]:
             part = "event loop (uvicorn, FastAPI, batcher)" if "app/__main__.py" in stack else "other"
         counts[part] += int(n)
     return dict(counts)
-
-
-def forwards(precisions: list[str], runtimes: list[str]) -> list[tuple[str, str]]:
-    """The (precision, runtime) pairs to profile: every one the server accepts (ONNX Runtime: fp32 only)."""
-    return [(p, r) for p in precisions for r in runtimes if r == "torch" or p == "fp32"]
 
 
 def label(precision: str, runtime: str) -> str:

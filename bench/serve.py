@@ -56,6 +56,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def forwards(precisions: list[str], runtimes: list[str]) -> list[tuple[str, str]]:
+    """The (precision, runtime) pairs a benchmark runs: every one the server accepts (ONNX Runtime: fp32 only)."""
+    return [(p, r) for p in precisions for r in runtimes if r == "torch" or p == "fp32"]
+
+
 @contextmanager
 def server(
     checkpoint: Path,

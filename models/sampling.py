@@ -36,6 +36,14 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def pad_rows(z: torch.Tensor, rows: int | None = None) -> torch.Tensor:
+    """Latents (N, nz) -> (rows, nz), zero rows after them: ``rows`` (N <= rows), else N up to a multiple of 8."""
+    n = z.shape[0]
+    if rows is not None and rows < n:
+        raise ValueError(f"render(rows={rows}) cannot hold {n} latents")
+    return F.pad(z, (0, 0, 0, (rows or padded_rows(n)) - n))
+
+
 @torch.inference_mode()
 def render(generator: Generator, z: torch.Tensor, rows: int | None = None) -> torch.Tensor:
     """Latents (N, nz) -> images (N, H, W, C) uint8 on the CPU. ``generator`` must be in eval mode.
@@ -45,9 +53,7 @@ def render(generator: Generator, z: torch.Tensor, rows: int | None = None) -> to
     shape (on CUDA, cuDNN's algorithm, and so a pixel's last bit, can change with the batch size)."""
     if generator.training:
         raise RuntimeError("render() needs an eval-mode generator (train-mode BatchNorm mixes the batch)")
-    n = z.shape[0]
-    if rows is not None and rows < n:
-        raise ValueError(f"render(rows={rows}) cannot hold {n} latents")
     weight = next(generator.parameters())
-    z = F.pad(z, (0, 0, 0, (rows or padded_rows(n)) - n)).to(weight.device, weight.dtype, non_blocking=True)
-    return to_uint8(generator(z)[:n].float()).cpu()  # .float(): a no-op in fp32; bf16 rounds to uint8 in fp32
+    z_rows = pad_rows(z, rows).to(weight.device, weight.dtype, non_blocking=True)
+    images = generator(z_rows)[: z.shape[0]]  # (N, C, H, W) in the generator's dtype
+    return to_uint8(images.float()).cpu()  # .float(): a no-op in fp32; bf16 rounds to uint8 in fp32

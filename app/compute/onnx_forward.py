@@ -22,10 +22,11 @@ import time
 import torch
 
 from models import Generator
-from models.sampling import padded_rows, to_uint8
+from models.checkpoint import RUNTIME_SUFFIXES
+from models.sampling import pad_rows, to_uint8
 
 log = logging.getLogger("app.onnx_forward")
-RUNTIMES = ("torch", "onnxruntime")
+RUNTIMES = tuple(RUNTIME_SUFFIXES)  # ("torch", "onnxruntime"): the model id owns the list
 OPSET = 18
 
 
@@ -69,7 +70,6 @@ class OnnxForward:
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # errors only
-        self.nz = generator.config.nz
         self._session = ort.InferenceSession(_onnx_bytes(generator), options, providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
         log.info("onnxruntime %s session ready in %.1f s", ort.__version__, time.perf_counter() - start)
@@ -77,13 +77,9 @@ class OnnxForward:
     @torch.inference_mode()
     def render(self, z: torch.Tensor, rows: int | None = None) -> torch.Tensor:
         """Latents (N, nz) float32 -> images (N, H, W, C) uint8, rows padded as ``models.sampling.render``."""
-        n = z.shape[0]
-        if rows is not None and rows < n:
-            raise ValueError(f"render(rows={rows}) cannot hold {n} latents")
-        padded = torch.zeros(rows or padded_rows(n), self.nz)  # (rows, nz): zeros, as F.pad gives
-        padded[:n] = z
-        (images,) = self._session.run(None, {self._input: padded.numpy()})  # (rows, C, H, W) float32
-        return to_uint8(torch.from_numpy(images[:n]))
+        z_rows = pad_rows(z, rows).float().contiguous()  # (rows, nz)
+        (images,) = self._session.run(None, {self._input: z_rows.numpy()})  # (rows, C, H, W) float32
+        return to_uint8(torch.from_numpy(images[: z.shape[0]]))
 
 
 def _onnx_bytes(generator: Generator) -> bytes:
