@@ -111,7 +111,7 @@ class Service:
         # CPU: cache-sized pieces; CUDA: every forward at one shape, the one cuDNN algorithm the contract allows
         engine.chunk_rows = s.cpu_chunk_rows if cpu else min(s.cuda_chunk_rows, padded_rows(s.max_batch_images))
         engine.fixed_shape = not cpu
-        return engine
+        return engine.in_fastest_layout(s.max_batch_images)  # fp32 CPU: fewer copies, the same floats
 
     def _batcher(self, engine: Engine, name: str) -> Batcher:
         """A model's own batcher (a batch never mixes models), sharing the forward workers' slots."""

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from app.runtime.settings import DEFAULT_CHECKPOINT
 from bench.serve import REPO, machine
 from models import Generator, latents_for_seeds, load_export
+from models.layout import channels_last_tail
 from models.precision import cast, cpu_bf16_support
 from models.sampling import padded_rows, render, to_uint8
 
@@ -93,6 +94,7 @@ def openvino_forward(path: Path) -> Forward:
 def candidates(generator: Generator, folder: Path, only: list[str] | None) -> dict[str, Forward]:
     makers: dict[str, Callable[[], Forward]] = {
         "torch-fp32": lambda: lambda z: render(generator, z),
+        "torch-fp32-cl-tail": lambda: (lambda g: lambda z: render(g, z))(channels_last_tail(generator)),
         "torch-bf16": lambda: (lambda g: lambda z: render(g, z))(cast(generator, "bf16")),
         "torch.compile-fp32": lambda: torch_compiled(generator),
         "onnxruntime": lambda: onnxruntime_forward(onnx_file(generator, folder)),

@@ -5,7 +5,9 @@ through ``models.sampling.render`` (eval mode, inference mode, padded to a multi
 so a latent's pixels do not depend on the batch it shares. On CUDA that takes more: cuDNN's
 algorithm depends on the batch size, so every forward runs at one fixed shape (``fixed_shape``),
 with deterministic cuDNN and IEEE fp32 (``models.cuda.exact_convolutions``), and warm-up runs
-every shape a forward can have.
+every shape a forward can have. On the CPU in fp32 the generator runs channels-last after its first
+layer where this machine gives that the same floats at every row count a forward computes
+(``in_fastest_layout``, ``models.layout``): fewer copies, the same pixels.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from app.runtime.cpu_quota import usable_cpus
 from models import Direction, ExportInfo, Generator, load_export
 from models.cuda import capability_problem, exact_convolutions, unavailable_reason
 from models.directions import label_sefa, sefa
+from models.layout import fastest_same_floats
 from models.precision import DTYPES, cast, check_bf16, cuda_bf16_native
 from models.sampling import PAD_MULTIPLE, render
 
@@ -129,6 +132,7 @@ class Engine:
     fixed_shape: bool = False  # CUDA: every piece, the last one too, is padded to exactly chunk_rows
     directions: dict[str, Direction] = field(default_factory=dict)  # by name: the export's, then sefa-0..
     onnx: OnnxForward | None = None  # DCGAN_RUNTIME=onnxruntime: G(z) in ONNX Runtime, not ``generator``
+    layout: str = "contiguous"  # or "channels_last_tail" (``in_fastest_layout``); the pixels are the same
 
     @classmethod
     def preflight(cls, checkpoint: str, device_spec: str, precision: str = "fp32", runtime: str = "torch") -> None:
@@ -178,6 +182,24 @@ class Engine:
             except Exception as e:  # the exporter or the session refused this generator
                 raise StartupError(f"{self.info.path}: DCGAN_RUNTIME={runtime}: {type(e).__name__}: {e}") from None
             self.info = replace(self.info, runtime=runtime)
+        return self
+
+    def in_fastest_layout(self, max_batch_images: int) -> Engine:
+        """fp32 PyTorch on the CPU: run the generator channels-last after its first layer where that gives the
+        same floats as now at every row count a forward will compute (``models.layout`` probes it, about
+        1 s at the default 64-row pieces); else, and in every other precision, runtime or device, as it is.
+        Call it once ``chunk_rows`` and ``fixed_shape`` are set."""
+        if self.onnx is not None or self.device.type != "cpu" or self.dtype != torch.float32:
+            return self
+        start = time.perf_counter()
+        rows = warmup_sizes(min(max_batch_images, self.chunk_rows or max_batch_images), self.fixed_shape)
+        chosen = fastest_same_floats(self.generator, rows)
+        if chosen is not self.generator:
+            self.generator, self.layout = chosen, "channels_last_tail"
+        log.info(
+            "%s: layout %s (probed %d-%d rows in %.1f s)", self.info.model_id, self.layout, rows[0], rows[-1],
+            time.perf_counter() - start,
+        )  # fmt: skip
         return self
 
     @property

@@ -11,6 +11,7 @@ import torch
 
 from app.compute.engine import Engine, forward_workers, torch_threads
 from app.runtime import cpu_quota
+from models import layout
 from models.latent import latents_for_seeds
 from models.sampling import render
 
@@ -31,6 +32,38 @@ def test_chunked_forward_gives_every_latent_its_own_pixels(checkpoint: Path, chu
         hook.remove()
     assert torch.equal(chunked, alone)
     assert len(calls) == -(-50 // chunk_rows) and max(calls) == chunk_rows  # pieces, each padded to 8
+
+
+def test_the_fastest_layout_keeps_every_latents_bytes(checkpoint: Path) -> None:
+    """fp32 on the CPU picks its layout by probing every row count its 16-row pieces compute; the bytes at
+    batch sizes 1, 7, 64 and 256 are the plain generator's, whichever it picked."""
+    plain = Engine.load(str(checkpoint), "cpu")
+    engine = Engine.load(str(checkpoint), "cpu")
+    engine.chunk_rows = 16
+    probed: list[list[int]] = []
+    real = layout.same_floats
+
+    def probe(a: torch.nn.Module, b: torch.nn.Module, rows: list[int]) -> bool:
+        probed.append(list(rows))
+        return real(a, b, rows)  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(layout, "same_floats", probe)
+        assert engine.in_fastest_layout(256) is engine
+    assert probed == [[8, 16]]
+    assert engine.layout in ("contiguous", "channels_last_tail")
+    assert (engine.layout == "channels_last_tail") == isinstance(engine.generator, layout.ChannelsLastTail)
+    z = latents_for_seeds(list(range(256)), engine.nz)  # (256, nz)
+    alone = torch.cat([render(plain.generator, z[i : i + 1]) for i in range(256)])
+    for n in (1, 7, 64, 256):
+        assert torch.equal(torch.cat([engine.forward(part) for part in z.split(n)]), alone), n
+
+
+def test_only_fp32_pytorch_on_the_cpu_changes_layout(checkpoint: Path) -> None:
+    engine = Engine.load(str(checkpoint), "cpu")
+    engine.dtype = torch.bfloat16  # as in_precision("bf16") leaves it
+    generator = engine.generator
+    assert engine.in_fastest_layout(64).generator is generator and engine.layout == "contiguous"
 
 
 @pytest.fixture
