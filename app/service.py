@@ -32,6 +32,7 @@ from app.invert.inverter import Inverter
 from app.latent_rows import ArithmeticPlan
 from app.registry import manifest as manifests
 from app.registry.registry import Registry, ServedModel
+from app.runtime.malloc_tuning import keep_freed_memory
 from app.runtime.metrics import ARRIVED, MODEL, Metrics
 from app.runtime.settings import Settings
 from app.schemas import ArithmeticBody, EditBody, InterpolateBody
@@ -139,6 +140,7 @@ class Service:
         workers = self._workers = forward_workers(s.forward_workers, self._device)
         self._slots = asyncio.Semaphore(workers)
         torch.set_num_threads(torch_threads(s.torch_threads, self._device, workers))
+        keep_freed_memory()  # each forward reuses the last one's freed activations: no page faults
         self._pool = ForwardPool(None, workers, self.metrics, self.device_lost)  # each model's batcher names its engine
         self._registry = Registry(
             manifest, self._load, self._batcher, self._pool, self.metrics,

@@ -48,7 +48,8 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 def thread_cpu(pid: int) -> dict[str, float]:
-    """CPU seconds of the process's event-loop (main) thread and of all its other threads."""
+    """CPU seconds of the process's event-loop (main) thread and of all its other threads, and the process's
+    minor page faults (a fresh page's first touch: the kernel maps and zeroes it)."""
     out = {"event_loop": 0.0, "other_threads": 0.0}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
@@ -56,6 +57,7 @@ def thread_cpu(pid: int) -> dict[str, float]:
         except OSError:  # the thread ended
             continue
         out["event_loop" if int(tid) == pid else "other_threads"] += (int(fields[11]) + int(fields[12])) / TICK
+    out["page_faults"] = float(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])  # minflt
     return out
 
 
@@ -78,6 +80,8 @@ def level(pool: ProcessPoolExecutor, url: str, pid: int, workload: str, args: ar
     for key in ("event_loop", "other_threads"):
         row[f"{key}_ms_per_request"] = (samples[1][key] - samples[0][key]) / requests * 1000
     row["process_ms_per_request"] = row["event_loop_ms_per_request"] + row["other_threads_ms_per_request"]
+    images = max(1.0, row["img_s"] * args.duration)
+    row["page_faults_per_image"] = (samples[1]["page_faults"] - samples[0]["page_faults"]) / images
     return row
 
 
@@ -117,7 +121,8 @@ def measure(pool: ProcessPoolExecutor, runs: list[Run], args: argparse.Namespace
                         f"{row['mean_images_per_forward']:5.1f}  server CPU per request: event loop "
                         f"{row['event_loop_ms_per_request']:.3f} ms, other threads "
                         f"{row['other_threads_ms_per_request']:.3f} ms, process {row['process_ms_per_request']:.3f}"
-                        f" ms  ({row['server_cpu_cores']:.2f} cores, client {row['client_cpu_cores']:.2f})",
+                        f" ms, page faults per image {row['page_faults_per_image']:.1f}"
+                        f"  ({row['server_cpu_cores']:.2f} cores, client {row['client_cpu_cores']:.2f})",
                         flush=True,
                     )
     medians = {key: median_row(measured) for key, measured in rows.items()}
