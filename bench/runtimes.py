@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from app.runtime.malloc_tuning import keep_freed_memory
 from app.runtime.settings import DEFAULT_CHECKPOINT
 from bench.serve import REPO, machine
 from models import Generator, latents_for_seeds, load_export
@@ -152,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
+    keep_freed_memory()  # as the service: no candidate pays for page faults the server does not take
     export = load_export(str(args.checkpoint), torch.device("cpu"))
     z = latents_for_seeds(range(256), export.info.config.nz)
     reference = render(export.generator, z)
