@@ -119,9 +119,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
             top.plot(conc, [r["img_s"] for r in rows], marker="o", label=mode)
             bottom.plot(conc, [r["p99_ms"] for r in rows], marker="o", label=mode)
         limit = results["limit"]
-        top.axhline(
-            limit["max_batch_img_s"], color="grey", ls="--", label=f"G(z), {limit.get('max_batch_by', 'best')}"
-        )
+        top.axhline(limit["max_batch_img_s"], color="grey", ls="--", label=f"G(z), {limit.get('max_batch_by', 'best')}")
         top.axhline(limit["server_threads_max_batch_img_s"], color="grey", ls=":", label="G(z), server's threads")
         top.set_title(workload)
         top.set_ylabel("images / s")

@@ -153,6 +153,7 @@ class Tutorial:
 def cpu_times(into: dict[str, float], children: bool = False) -> Iterator[None]:
     """Add the user and system CPU seconds spent inside the block (this process; with ``children``, also
     the worker processes that ended) to ``into``."""
+
     def now() -> tuple[float, float]:
         own = resource.getrusage(resource.RUSAGE_SELF)
         kids = resource.getrusage(resource.RUSAGE_CHILDREN)

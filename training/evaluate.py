@@ -89,6 +89,7 @@ def run_generators(run_dir: Path) -> dict[str, Callable[[Evaluator], SWDResult]]
 
     state = load_state(run_dir)
     nets = {name: state.generator(ema=name == "ema").eval().requires_grad_(False) for name in ("ema", "raw")}
+
     def recalibrated(name: str) -> Generator:
         return recalibrate_bn(copy.deepcopy(nets[name]), state.config.bn_recal_samples)
 

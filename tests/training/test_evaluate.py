@@ -81,8 +81,12 @@ def test_evaluator_cli_errors_name_the_problem(tmp_path: Path, capsys: pytest.Ca
 
 
 def test_sample_cli_writes_seed_named_pngs_of_the_served_pixels(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    assert sample.main(["--checkpoint", str(tiny_checkpoint), "--n", "5", "--out", str(tmp_path / "s"),
-                        "--first-seed", "40"]) == 0
+    assert (
+        sample.main(
+            ["--checkpoint", str(tiny_checkpoint), "--n", "5", "--out", str(tmp_path / "s"), "--first-seed", "40"]
+        )
+        == 0
+    )
     files = sorted(p.name for p in (tmp_path / "s").iterdir())
     assert files == [f"seed-{s:07d}.png" for s in range(40, 45)]
     generator, _ = load_generator(tiny_checkpoint)
