@@ -7,7 +7,7 @@ Phases: measure capacity (closed loop), offer ``--factor`` x that rate open-loop
 seconds, then measure throughput again right after the burst. Checks, each printed with its figure:
 every response is 200, 503 with Retry-After, or 504; no transport errors; the queue high-water mark
 (``dcgan_queue_depth_max_images``) stays within DCGAN_MAX_QUEUED_IMAGES; RSS growth < 100 MB;
-throughput in the window 2 s after the burst is back to >= 80 % of capacity; p99 of admitted (200)
+throughput 2-5 s after the burst is back to >= 70 % of capacity (``RECOVERED``); p99 of admitted (200)
 requests <= the request deadline + 1 s. Exit status 1 if a check fails. Loops are bounded in time
 and in-flight requests; only 127.0.0.1 is contacted. The load generator runs at nice 10 so that on a
 small machine it does not starve the server it is measuring (in production it would be elsewhere).
@@ -37,6 +37,15 @@ MAX_INFLIGHT = 2000  # client-side bound on open requests (each one a socket)
 
 class TransportError(Exception):
     """The connection failed or closed before a complete response head."""
+
+
+# Seconds after the burst whose throughput must be back (2 s to drain, then 3 s of samples), and how far.
+# Both readings are a few seconds of a shared 2-core box whose speed drifts by 15 % or more within a minute:
+# healthy servers read 0.79-1.08 (2026-12-07; 0.79 failed the old 80 %). What this check exists to catch
+# reads far lower: a wedged worker or event loop reads ~0. (A plain backlog drains well inside the 2 s:
+# the queue bound, 128 images, takes about 0.25 s at capacity.)
+RECOVERY = (2.0, 5.0)
+RECOVERED = 0.7
 
 
 async def post(port: int, path: str) -> tuple[int, dict[str, str]]:
@@ -203,16 +212,17 @@ async def run(base: str, pid: int, args: argparse.Namespace) -> dict[str, object
         t0 = time.monotonic()
         await open_loop(port, args.n, args.factor * capacity, args.duration, burst)
         burst_end = t0 + args.duration  # the last request was *offered* here; stragglers finished since
-        after = await closed_loop(port, args.n, max(0.0, burst_end + 4.0 - time.monotonic()), args.clients)
+        after = await closed_loop(port, args.n, max(0.0, burst_end + RECOVERY[1] - time.monotonic()), args.clients)
         stop.set()
         await sampler
         peak_gauge = metric((await http.get("/metrics")).text, "dcgan_queue_depth_max_images")
-    window = [t for t in after if burst_end + 2.0 <= t < burst_end + 4.0]
-    recovered_after = next(  # first 1 s window after the burst at >= 80 % of capacity
+    window = [t for t in after if burst_end + RECOVERY[0] <= t < burst_end + RECOVERY[1]]
+    seconds = RECOVERY[1] - RECOVERY[0]
+    recovered_after = next(  # first 1 s window after the burst at >= RECOVERED of capacity
         (
             k / 4
-            for k in range(13)
-            if sum(burst_end + k / 4 <= t < burst_end + k / 4 + 1 for t in after) >= 0.8 * capacity
+            for k in range(int(4 * (RECOVERY[1] - 1)) + 1)
+            if sum(burst_end + k / 4 <= t < burst_end + k / 4 + 1 for t in after) >= RECOVERED * capacity
         ),
         None,
     )
@@ -238,8 +248,8 @@ async def run(base: str, pid: int, args: argparse.Namespace) -> dict[str, object
         "rss_before_mb": round(rss0, 1),
         "rss_peak_mb": round(max(rss), 1),
         "rss_growth_mb": round(max(rss) - rss0, 1),
-        "throughput_2_to_4_s_after_req_s": round(len(window) / 2.0, 1),
-        "recovered_fraction": round(len(window) / 2.0 / capacity, 2) if capacity else 0.0,
+        "throughput_2_to_5_s_after_req_s": round(len(window) / seconds, 1),
+        "recovered_fraction": round(len(window) / seconds / capacity, 2) if capacity else 0.0,
         "recovered_after_s": recovered_after,
     }
 
@@ -253,7 +263,7 @@ def checks(f: dict[str, object], timeout: float) -> dict[str, bool]:
         "no transport errors": not f["transport_errors"],
         "queue within its bound": float(f["queue_high_water_mark_images"]) <= int(f["queue_bound_images"]),  # type: ignore[arg-type]
         "RSS growth < 100 MB": float(f["rss_growth_mb"]) < 100,  # type: ignore[arg-type]
-        "throughput back >= 80 % within 2 s": float(f["recovered_fraction"]) >= 0.8,  # type: ignore[arg-type]
+        "throughput back >= 70 % within 2 s": float(f["recovered_fraction"]) >= RECOVERED,  # type: ignore[arg-type]
         "admitted p99 <= deadline + 1 s": float(f["admitted_p99_s"]) <= timeout + 1,  # type: ignore[arg-type]
     }
 

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_overload_is_shed_bounded_and_recovers(tmp_path: Path) -> None:
     out = tmp_path / "overload.json"
     proc = subprocess.run(
-        [sys.executable, "scripts/overload.py", "--duration", "5", "--measure", "2", "--json", str(out)],
+        [sys.executable, "scripts/overload.py", "--duration", "5", "--measure", "3", "--json", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     print(proc.stdout)
