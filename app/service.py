@@ -43,6 +43,17 @@ log = logging.getLogger("app.service")
 State = Literal["starting", "ready", "draining", "stopping", "failed"]
 
 
+def serving_engine(checkpoint: str, device: torch.device, s: Settings) -> Engine:
+    """An export loaded as the service serves it (``StartupError`` naming the file and the problem): its
+    precision and runtime; on the CPU cache-sized pieces, on CUDA every forward at one shape (the one cuDNN
+    algorithm the contract allows); and the layout whose floats the probe finds equal."""
+    engine = Engine.load(checkpoint, str(device), s.precision, s.runtime)
+    cpu = device.type == "cpu"
+    engine.chunk_rows = s.cpu_chunk_rows if cpu else min(s.cuda_chunk_rows, padded_rows(s.max_batch_images))
+    engine.fixed_shape = not cpu
+    return engine.in_fastest_layout(s.max_batch_images)  # fp32 CPU: fewer copies, the same floats
+
+
 def _truncation(value: float | None) -> str:
     return "none" if value is None else repr(value)
 
@@ -107,12 +118,7 @@ class Service:
     def _load(self, entry: manifests.Entry) -> Engine:
         """An export onto the service's device (``StartupError`` naming the file and the problem)."""
         assert self._device is not None
-        engine = Engine.load(str(entry.path), str(self._device), self.settings.precision, self.settings.runtime)
-        s, cpu = self.settings, self._device.type == "cpu"
-        # CPU: cache-sized pieces; CUDA: every forward at one shape, the one cuDNN algorithm the contract allows
-        engine.chunk_rows = s.cpu_chunk_rows if cpu else min(s.cuda_chunk_rows, padded_rows(s.max_batch_images))
-        engine.fixed_shape = not cpu
-        return engine.in_fastest_layout(s.max_batch_images)  # fp32 CPU: fewer copies, the same floats
+        return serving_engine(str(entry.path), self._device, self.settings)
 
     def _batcher(self, engine: Engine, name: str) -> Batcher:
         """A model's own batcher (a batch never mixes models), sharing the forward workers' slots."""

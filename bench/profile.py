@@ -66,17 +66,15 @@ def components(checkpoint: Path, precision: str, runtime: str, rows: int, second
     import torch
 
     from app.compute import encoding
-    from app.compute.engine import Engine
     from app.runtime.malloc_tuning import keep_freed_memory
     from app.runtime.settings import Settings
+    from app.service import serving_engine
     from models import latents_for_seeds
 
     torch.set_num_threads(1)
-    settings = Settings()  # the service's own defaults: its 64-row pieces, its layout, its freed memory reused
-    keep_freed_memory()
-    engine = Engine.load(str(checkpoint), "cpu", precision, runtime)
-    engine.chunk_rows = settings.cpu_chunk_rows
-    engine.in_fastest_layout(settings.max_batch_images)
+    keep_freed_memory()  # as the service: its 64-row pieces, its layout, its freed memory reused
+    settings = Settings().model_copy(update={"precision": precision, "runtime": runtime})  # argparse's choices
+    engine = serving_engine(str(checkpoint), torch.device("cpu"), settings)
     z = latents_for_seeds(range(rows), engine.nz)
     images = engine.forward(z)
     text = {"dcgan:model_id": engine.info.model_id, "dcgan:sha256": engine.info.sha256, "dcgan:seed": "1"}

@@ -51,17 +51,14 @@ def baseline_faces(rev: str, checkpoint: Path, seeds: int) -> np.ndarray:
 
 def service_faces(checkpoint: Path, seeds: int) -> tuple[np.ndarray, str]:
     """The same faces by this tree's ``Engine`` as ``app.service`` configures it; and the layout it picked."""
-    from app.compute.engine import Engine
     from app.runtime.malloc_tuning import keep_freed_memory
     from app.runtime.settings import Settings
+    from app.service import serving_engine
     from models import latents_for_seeds
 
-    settings = Settings()
     torch.set_num_threads(1)
     keep_freed_memory()
-    engine = Engine.load(str(checkpoint), "cpu")
-    engine.chunk_rows = settings.cpu_chunk_rows
-    engine.in_fastest_layout(settings.max_batch_images)
+    engine = serving_engine(str(checkpoint), torch.device("cpu"), Settings(precision="fp32", runtime="torch"))
     z = latents_for_seeds(list(range(seeds)), engine.nz)
     faces = [engine.forward(part) for rows in BATCHES for part in z.split(rows)]
     return torch.cat(faces).numpy(), engine.layout

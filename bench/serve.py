@@ -128,6 +128,7 @@ def forward_limit(checkpoint: Path, device: str, threads: list[int], max_batch: 
     """
     from app.compute.engine import resolve_device, warmup_sizes
     from app.runtime.malloc_tuning import keep_freed_memory
+    from app.runtime.settings import Settings
     from models import load_generator
     from models.layout import fastest_same_floats
     from models.sampling import render
@@ -136,7 +137,7 @@ def forward_limit(checkpoint: Path, device: str, threads: list[int], max_batch: 
     generator, info = load_generator(str(checkpoint), dev)
     if dev.type == "cpu":  # as the server runs it: the layout it picks, its freed memory reused
         keep_freed_memory()
-        generator = fastest_same_floats(generator, warmup_sizes(64))
+        generator = fastest_same_floats(generator, warmup_sizes(Settings().cpu_chunk_rows))
     out: dict[str, Any] = {"max_batch": max_batch, "model_id": info.model_id, "by_threads": {}}
     out["generator"] = type(generator).__name__  # Generator, or ChannelsLastTail where this CPU allows it
     sizes = sorted({1, 8, 16, 32, 64, 128, max_batch} - {b for b in (16, 32, 64, 128) if b > max_batch})

@@ -23,7 +23,7 @@ from app.runtime.cpu_quota import usable_cpus
 from models import Direction, ExportInfo, Generator, load_export
 from models.cuda import capability_problem, exact_convolutions, unavailable_reason
 from models.directions import label_sefa, sefa
-from models.layout import fastest_same_floats
+from models.layout import ChannelsLastTail, fastest_same_floats
 from models.precision import DTYPES, cast, check_bf16, cuda_bf16_native
 from models.sampling import PAD_MULTIPLE, render
 
@@ -132,7 +132,6 @@ class Engine:
     fixed_shape: bool = False  # CUDA: every piece, the last one too, is padded to exactly chunk_rows
     directions: dict[str, Direction] = field(default_factory=dict)  # by name: the export's, then sefa-0..
     onnx: OnnxForward | None = None  # DCGAN_RUNTIME=onnxruntime: G(z) in ONNX Runtime, not ``generator``
-    layout: str = "contiguous"  # or "channels_last_tail" (``in_fastest_layout``); the pixels are the same
 
     @classmethod
     def preflight(cls, checkpoint: str, device_spec: str, precision: str = "fp32", runtime: str = "torch") -> None:
@@ -193,14 +192,17 @@ class Engine:
             return self
         start = time.perf_counter()
         rows = warmup_sizes(min(max_batch_images, self.chunk_rows or max_batch_images), self.fixed_shape)
-        chosen = fastest_same_floats(self.generator, rows)
-        if chosen is not self.generator:
-            self.generator, self.layout = chosen, "channels_last_tail"
+        self.generator = fastest_same_floats(self.generator, rows)
         log.info(
             "%s: layout %s (probed %d-%d rows in %.1f s)", self.info.model_id, self.layout, rows[0], rows[-1],
             time.perf_counter() - start,
         )  # fmt: skip
         return self
+
+    @property
+    def layout(self) -> str:
+        """``channels_last_tail`` where ``in_fastest_layout`` kept that copy, else ``contiguous``; same pixels."""
+        return "channels_last_tail" if isinstance(self.generator, ChannelsLastTail) else "contiguous"
 
     @property
     def nz(self) -> int:
